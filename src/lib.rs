@@ -1,0 +1,4 @@
+//! inmail: a bounce-processing daemon.
+pub mod analysis;
+pub mod model;
+pub mod rules;

@@ -1,0 +1,437 @@
+//! Typed values shared by every stage: addresses, status codes, verdicts.
+//!
+//! Everything that comes out of a message is parsed into one of these types
+//! at the edge, so the rest of the crate never handles loose strings.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest address we accept (RFC 5321 caps a path at 256 octets).
+const MAX_ADDRESS_LEN: usize = 320;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not an email address: {0:?}")]
+    Address(String),
+    #[error("not an enhanced status code: {0:?}")]
+    Status(String),
+    #[error("not an SMTP reply code: {0:?}")]
+    ReplyCode(String),
+    #[error("unknown {what}: {value:?}")]
+    Unknown { what: &'static str, value: String },
+}
+
+fn truncate_for_error(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// A normalised mailbox address: trimmed, without angle brackets, domain lowercased.
+/// The local part keeps its case (RFC 5321 says it may be significant), but
+/// [`EmailAddress::key`] gives the fully lowercased form used for counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map(|(l, _)| l).unwrap_or(&self.0)
+    }
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+    /// The form addresses are compared and stored under.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl FromStr for EmailAddress {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .trim_end_matches(['.', ',', ';', ':']);
+        let bad = || ParseError::Address(truncate_for_error(s));
+        if t.len() > MAX_ADDRESS_LEN || t.len() < 3 {
+            return Err(bad());
+        }
+        let (local, domain) = t.rsplit_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || domain.is_empty()
+            || local.len() > 64 * 4
+            || !domain.contains('.') && !domain.starts_with('[') && domain != "localhost"
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+        {
+            return Err(bad());
+        }
+        if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+        {
+            return Err(bad());
+        }
+        if !domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+        {
+            return Err(bad());
+        }
+        Ok(EmailAddress(format!("{local}@{}", domain.to_lowercase())))
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+impl From<EmailAddress> for String {
+    fn from(a: EmailAddress) -> String {
+        a.0
+    }
+}
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// RFC 3463 enhanced status code `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnhancedStatus {
+    pub class: u8,
+    pub subject: u16,
+    pub detail: u16,
+}
+
+impl EnhancedStatus {
+    pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
+        Self { class, subject, detail }
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.class == 5
+    }
+    pub fn is_transient(&self) -> bool {
+        self.class == 4
+    }
+    pub fn is_success(&self) -> bool {
+        self.class == 2
+    }
+}
+
+impl FromStr for EnhancedStatus {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseError::Status(truncate_for_error(s));
+        let t = s.trim();
+        let mut it = t.splitn(3, '.');
+        let (c, sub, det) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+        // the detail may be followed by text ("5.1.1 (user unknown)")
+        let det = det.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("");
+        let num = |p: &str| -> Result<u16, ParseError> {
+            if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
+        };
+        let class = num(c)?;
+        if !matches!(class, 2 | 4 | 5) {
+            return Err(bad());
+        }
+        Ok(Self { class: class as u8, subject: num(sub)?, detail: num(det)? })
+    }
+}
+impl TryFrom<String> for EnhancedStatus {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+impl From<EnhancedStatus> for String {
+    fn from(s: EnhancedStatus) -> String {
+        s.to_string()
+    }
+}
+impl fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// A three-digit SMTP reply code (RFC 5321 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReplyCode(u16);
+
+impl ReplyCode {
+    pub fn value(&self) -> u16 {
+        self.0
+    }
+    pub fn class(&self) -> u8 {
+        (self.0 / 100) as u8
+    }
+}
+impl FromStr for ReplyCode {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let b = t.as_bytes();
+        if b.len() == 3
+            && matches!(b[0], b'2' | b'4' | b'5')
+            && (b'0'..=b'5').contains(&b[1])
+            && b[2].is_ascii_digit()
+        {
+            t.parse().map(ReplyCode).map_err(|_| ParseError::ReplyCode(t.into()))
+        } else {
+            Err(ParseError::ReplyCode(truncate_for_error(s)))
+        }
+    }
+}
+impl TryFrom<String> for ReplyCode {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+impl From<ReplyCode> for String {
+    fn from(s: ReplyCode) -> String {
+        s.to_string()
+    }
+}
+impl fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $var:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name { $($(#[$vm])* $var),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            pub fn as_str(&self) -> &'static str { match self { $($name::$var => $s),+ } }
+        }
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($s => Ok($name::$var),)+
+                    other => Err(ParseError::Unknown { what: $what, value: truncate_for_error(other) }),
+                }
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, Self::Error> { s.parse() }
+        }
+        impl From<$name> for &'static str { fn from(v: $name) -> &'static str { v.as_str() } }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+string_enum!(
+    /// What a failure means for the address.
+    BounceType, "bounce type" {
+        /// The address is invalid: stop mailing it.
+        Hard => "hard",
+        /// Temporary or not the address's fault: count, retry.
+        Soft => "soft",
+        /// Not a failure of the address (auto-reply, delay warning).
+        Ignored => "ignored",
+        /// Not a failure at all (success DSN).
+        None => "none",
+    }
+);
+
+string_enum!(
+    /// The coarse reason, as Campaign-style platforms name it.
+    Reason, "reason" {
+        UserUnknown => "user_unknown",
+        MailboxFull => "mailbox_full",
+        InvalidDomain => "invalid_domain",
+        AccountDisabled => "account_disabled",
+        Refused => "refused",
+        Unreachable => "unreachable",
+        NotDefined => "not_defined",
+    }
+);
+
+string_enum!(
+    /// What kind of message a bounce mailbox received.
+    MessageKind, "message kind" {
+        Dsn => "dsn",
+        Arf => "arf",
+        AutoReply => "auto_reply",
+        Bounce => "bounce",
+        NotBounce => "not_bounce",
+    }
+);
+
+string_enum!(
+    /// RFC 3464 Action field.
+    Action, "action" {
+        Failed => "failed",
+        Delayed => "delayed",
+        Delivered => "delivered",
+        Relayed => "relayed",
+        Expanded => "expanded",
+    }
+);
+
+string_enum!(
+    /// The fine-grained cause of a failure. Each has a default type and reason
+    /// ([`Category::default_verdict`]) and says whether the sender, not the
+    /// recipient, is at fault ([`Category::sender_side`]). This table is the one
+    /// place the taxonomy is defined; README.md documents it.
+    Category, "category" {
+        UserUnknown => "user_unknown",
+        HasMoved => "has_moved",
+        InvalidDomain => "invalid_domain",
+        DomainNotAccepting => "domain_not_accepting",
+        MailboxFull => "mailbox_full",
+        AccountDisabled => "account_disabled",
+        Blocked => "blocked",
+        BadReputation => "bad_reputation",
+        SpamDetected => "spam_detected",
+        VirusDetected => "virus_detected",
+        ContentRejected => "content_rejected",
+        PolicyViolation => "policy_violation",
+        Filtered => "filtered",
+        SenderRejected => "sender_rejected",
+        AuthFailure => "auth_failure",
+        MissingPtr => "missing_ptr",
+        SecurityError => "security_error",
+        RateLimited => "rate_limited",
+        RelayDenied => "relay_denied",
+        MessageTooLarge => "message_too_large",
+        SyntaxError => "syntax_error",
+        NotCompliant => "not_compliant",
+        Expired => "expired",
+        NetworkError => "network_error",
+        SystemError => "system_error",
+        MailerError => "mailer_error",
+        OnHold => "on_hold",
+        Undefined => "undefined",
+        SpamComplaint => "spam_complaint",
+        AutoReply => "auto_reply",
+        Delayed => "delayed",
+        Delivered => "delivered",
+    }
+);
+
+impl Category {
+    /// Default (type, reason) for a failure of this category.
+    pub fn default_verdict(self) -> (BounceType, Reason) {
+        use BounceType::*;
+        use Category as C;
+        match self {
+            C::UserUnknown | C::HasMoved => (Hard, Reason::UserUnknown),
+            C::InvalidDomain | C::DomainNotAccepting => (Soft, Reason::InvalidDomain),
+            C::MailboxFull => (Soft, Reason::MailboxFull),
+            C::AccountDisabled => (Soft, Reason::AccountDisabled),
+            C::Blocked
+            | C::BadReputation
+            | C::SpamDetected
+            | C::VirusDetected
+            | C::ContentRejected
+            | C::PolicyViolation
+            | C::Filtered
+            | C::SenderRejected
+            | C::AuthFailure
+            | C::MissingPtr
+            | C::SecurityError
+            | C::RelayDenied
+            | C::NotCompliant
+            | C::MessageTooLarge
+            | C::SyntaxError => (Soft, Reason::Refused),
+            C::RateLimited
+            | C::Expired
+            | C::NetworkError
+            | C::SystemError
+            | C::MailerError => (Soft, Reason::Unreachable),
+            C::OnHold | C::Undefined => (Soft, Reason::NotDefined),
+            C::SpamComplaint => (Hard, Reason::Refused),
+            C::AutoReply | C::Delayed => (Ignored, Reason::NotDefined),
+            C::Delivered => (None, Reason::NotDefined),
+        }
+    }
+
+    /// True when the failure is caused by the sending side (its IP, domain,
+    /// authentication or volume): such failures never count against the recipient.
+    pub fn sender_side(self) -> bool {
+        matches!(
+            self,
+            Category::Blocked
+                | Category::BadReputation
+                | Category::AuthFailure
+                | Category::MissingPtr
+                | Category::RateLimited
+                | Category::RelayDenied
+                | Category::SenderRejected
+        )
+    }
+
+    pub fn describe(self) -> &'static str {
+        use Category as C;
+        match self {
+            C::UserUnknown => "the mailbox does not exist",
+            C::HasMoved => "the address has moved and no longer receives mail",
+            C::InvalidDomain => "the domain does not exist or has no mail host",
+            C::DomainNotAccepting => "the domain accepts no mail (null MX)",
+            C::MailboxFull => "the mailbox is over quota",
+            C::AccountDisabled => "the account is disabled, suspended or inactive",
+            C::Blocked => "the sending IP or host is blocked (sender side)",
+            C::BadReputation => "the sending IP or domain has a poor reputation (sender side)",
+            C::SpamDetected => "the message was judged to be spam",
+            C::VirusDetected => "a virus was found in the message",
+            C::ContentRejected => "the message content was refused",
+            C::PolicyViolation => "refused by a site policy",
+            C::Filtered => "dropped by a recipient-side filter or rule",
+            C::SenderRejected => "the envelope sender was rejected (sender side)",
+            C::AuthFailure => "SPF / DKIM / DMARC authentication failed (sender side)",
+            C::MissingPtr => "the sending IP has no valid reverse DNS (sender side)",
+            C::SecurityError => "a security requirement (TLS, auth) was not met",
+            C::RateLimited => "too many messages, connections or recipients (sender side)",
+            C::RelayDenied => "relaying was denied (sender side)",
+            C::MessageTooLarge => "the message is too large",
+            C::SyntaxError => "an SMTP protocol syntax error",
+            C::NotCompliant => "the message breaks the mail format standards",
+            C::Expired => "delivery kept failing until the queue lifetime ran out",
+            C::NetworkError => "DNS or network failure while delivering",
+            C::SystemError => "an error on the remote system",
+            C::MailerError => "the remote delivery program failed",
+            C::OnHold => "the cause cannot be decided yet",
+            C::Undefined => "the cause could not be determined",
+            C::SpamComplaint => "the recipient reported the message (feedback loop)",
+            C::AutoReply => "an automatic reply (out of office, vacation)",
+            C::Delayed => "a delay warning: delivery is still being tried",
+            C::Delivered => "a success notification",
+        }
+    }
+}
+
+/// What ties a bounce back to the message that was sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalRef {
+    pub message_id: Option<String>,
+    pub tracking_id: Option<String>,
+    pub verp_recipient: Option<EmailAddress>,
+    /// The raw VERP local-part token when it was signed (`bounces+TOKEN@`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verp_token: Option<String>,
+}
