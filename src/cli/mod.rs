@@ -1,0 +1,32 @@
+//! The `inmail` command line: one subcommand per job. Each handler returns an
+//! exit code; errors bubble up as `anyhow` with context.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub mod qualify;
+
+#[derive(Debug, Parser)]
+#[command(name = "inmail", version, about = "Bounce-processing daemon: qualify bounces, keep address lists clean")]
+pub struct Cli {
+    /// TOML settings file (INMAIL__SECTION__KEY environment variables override it).
+    #[arg(long, short = 'c', global = true, env = "INMAIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as readable text instead of JSON.
+    #[arg(long, global = true)]
+    pub pretty: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyse and qualify messages without touching the database.
+    Qualify(qualify::QualifyArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Qualify(args) => qualify::run(cli.config.as_deref(), args),
+    }
+}

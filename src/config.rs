@@ -1,0 +1,387 @@
+//! Settings: built-in defaults, then a TOML file, then `INMAIL__SECTION__KEY`
+//! environment variables (last wins). [`Settings::validate`] runs at startup
+//! and names the key and the bad value of every problem it finds.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid settings:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub analysis: AnalysisSettings,
+    pub correlation: CorrelationSettings,
+    pub quarantine: QuarantineSettings,
+    pub retry: RetrySettings,
+    pub log: LogSettings,
+    pub daemon: DaemonSettings,
+    #[serde(rename = "mailbox")]
+    pub mailboxes: Vec<MailboxSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database: DatabaseSettings::default(),
+            analysis: AnalysisSettings::default(),
+            correlation: CorrelationSettings::default(),
+            quarantine: QuarantineSettings::default(),
+            retry: RetrySettings::default(),
+            log: LogSettings::default(),
+            daemon: DaemonSettings::default(),
+            mailboxes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db`; kept secret because it may carry a password.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, max_connections: 8, connect_timeout_secs: 5 }
+    }
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced, for logs and `check-config`.
+    pub fn masked_url(&self) -> Option<String> {
+        self.url.as_ref().map(|u| mask_url_password(u.expose_secret()))
+    }
+}
+
+pub fn mask_url_password(url: &str) -> String {
+    // scheme://user:password@host → scheme://user:****@host
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:****@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisSettings {
+    pub max_message_bytes: usize,
+    pub max_part_bytes: usize,
+    pub max_parts: usize,
+    pub max_recipients: usize,
+    /// Rules file used when the database has none (and by `qualify` without `--rules`).
+    pub rules_file: Option<PathBuf>,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        let l = crate::analysis::Limits::default();
+        Self {
+            max_message_bytes: l.max_message_bytes,
+            max_part_bytes: l.max_part_bytes,
+            max_parts: l.max_parts,
+            max_recipients: l.max_recipients,
+            rules_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorrelationSettings {
+    pub tracking_header: String,
+    pub verp_pattern: String,
+    /// HMAC key for signed VERP tokens; without it only tracking ids and Message-IDs correlate.
+    pub verp_secret: Option<SecretString>,
+    /// Count bounces that cannot be tied to a delivery (for platforms that cannot track).
+    pub count_uncorrelated: bool,
+}
+
+impl Default for CorrelationSettings {
+    fn default() -> Self {
+        Self {
+            tracking_header: "X-Inmail-Id".into(),
+            verp_pattern: crate::analysis::DEFAULT_VERP_PATTERN.into(),
+            verp_secret: None,
+            count_uncorrelated: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuarantineSettings {
+    /// Soft errors that put an address in quarantine.
+    pub soft_error_threshold: i32,
+    /// Minimum time between two counted soft errors.
+    pub soft_error_min_interval_hours: i64,
+    /// Quiet time after which the error counter starts again from zero.
+    pub reset_after_days: i64,
+    /// Mailbox-full quarantines are lifted after this long.
+    pub mailbox_full_release_days: i64,
+    /// bounce_events and raw intake older than this are purged by cleanup.
+    pub retention_days: i64,
+}
+
+impl Default for QuarantineSettings {
+    fn default() -> Self {
+        Self {
+            soft_error_threshold: 5,
+            soft_error_min_interval_hours: 24,
+            reset_after_days: 10,
+            mailbox_full_release_days: 30,
+            retention_days: 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// First retries, this many, `quick_interval_minutes` apart ...
+    pub quick_retries: i32,
+    pub quick_interval_minutes: i64,
+    /// ... then one a day, this many times.
+    pub daily_retries: i32,
+    /// Default validity of a delivery when the delivery row gives none.
+    pub validity_days: i64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { quick_retries: 5, quick_interval_minutes: 60, daily_retries: 4, validity_days: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `inmail=debug,sqlx=warn`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Concurrent analysis/apply workers.
+    pub workers: usize,
+    /// Messages a worker claims and applies in one transaction.
+    pub batch_size: usize,
+    /// Bounded queue between fetching and storing.
+    pub queue_capacity: usize,
+    /// Deadline for finishing work in hand after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// Attempts before a message is parked as failed.
+    pub max_attempts: i32,
+    /// How often the cleanup job runs.
+    pub cleanup_interval_secs: u64,
+    /// Safety-net rescan / poll interval for sources.
+    pub poll_interval_secs: u64,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            batch_size: 200,
+            queue_capacity: 1000,
+            shutdown_timeout_secs: 30,
+            max_attempts: 5,
+            cleanup_interval_secs: 3600,
+            poll_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailboxKind {
+    Maildir,
+    Imap,
+    Pop3,
+}
+
+/// One `[[mailbox]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSettings {
+    pub name: String,
+    pub kind: MailboxKind,
+    /// maildir: the maildir root (with cur/ new/ tmp/).
+    pub path: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// "implicit" | "starttls" | "none"
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (first line).
+    pub password_file: Option<PathBuf>,
+    /// IMAP folder to read (default INBOX).
+    pub folder: Option<String>,
+    /// Extra CA (PEM) to trust for this server.
+    pub ca_file: Option<PathBuf>,
+    /// After processing: "seen" (maildir: move to cur/ with S flag), "delete", or "move".
+    pub after: Option<String>,
+    /// Destination folder for after = "move".
+    pub move_to: Option<String>,
+    pub poll_interval_secs: Option<u64>,
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then `INMAIL__…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("INMAIL")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let s: Settings = b.build()?.try_deserialize()?;
+        Ok(s)
+    }
+
+    /// Every problem at once, each naming its key and value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut e = Vec::new();
+        let q = &self.quarantine;
+        let positive = |e: &mut Vec<String>, key: &str, v: i64| {
+            if v <= 0 {
+                e.push(format!("{key} = {v}: must be greater than 0"));
+            }
+        };
+        positive(&mut e, "quarantine.soft_error_threshold", q.soft_error_threshold.into());
+        positive(&mut e, "quarantine.reset_after_days", q.reset_after_days);
+        positive(&mut e, "quarantine.mailbox_full_release_days", q.mailbox_full_release_days);
+        positive(&mut e, "quarantine.retention_days", q.retention_days);
+        if q.soft_error_min_interval_hours < 0 {
+            e.push(format!(
+                "quarantine.soft_error_min_interval_hours = {}: must not be negative",
+                q.soft_error_min_interval_hours
+            ));
+        }
+        positive(&mut e, "daemon.workers", self.daemon.workers as i64);
+        positive(&mut e, "daemon.batch_size", self.daemon.batch_size as i64);
+        positive(&mut e, "daemon.queue_capacity", self.daemon.queue_capacity as i64);
+        positive(&mut e, "daemon.max_attempts", self.daemon.max_attempts.into());
+        positive(&mut e, "analysis.max_message_bytes", self.analysis.max_message_bytes as i64);
+        if let Err(err) = regex::Regex::new(&self.correlation.verp_pattern) {
+            e.push(format!("correlation.verp_pattern = {:?}: {err}", self.correlation.verp_pattern));
+        }
+        if self.correlation.tracking_header.trim().is_empty() {
+            e.push("correlation.tracking_header = \"\": must name a header".into());
+        }
+        if let Some(url) = &self.database.url {
+            let u = url.expose_secret();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                e.push(format!(
+                    "database.url = {:?}: must start with postgres://",
+                    mask_url_password(u)
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            let key = |k: &str| format!("mailbox[{i}] ({}).{k}", m.name);
+            if m.name.trim().is_empty() {
+                e.push(format!("mailbox[{i}].name = \"\": every mailbox needs a name"));
+            }
+            if !names.insert(m.name.clone()) {
+                e.push(format!("{} = {:?}: duplicate mailbox name", key("name"), m.name));
+            }
+            match m.kind {
+                MailboxKind::Maildir => match &m.path {
+                    None => e.push(format!("{}: required for kind = \"maildir\"", key("path"))),
+                    Some(p) if !p.is_dir() => {
+                        e.push(format!("{} = {:?}: not a directory", key("path"), p))
+                    }
+                    _ => {}
+                },
+                MailboxKind::Imap | MailboxKind::Pop3 => {
+                    if m.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                        e.push(format!("{}: required for kind = {:?}", key("host"), m.kind));
+                    }
+                    if m.username.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                        e.push(format!("{}: required for kind = {:?}", key("username"), m.kind));
+                    }
+                    match (&m.password_env, &m.password_file) {
+                        (None, None) => e.push(format!(
+                            "{}: set password_env or password_file",
+                            key("password_env")
+                        )),
+                        (Some(v), _) if std::env::var_os(v).is_none() => e.push(format!(
+                            "{} = {v:?}: environment variable is not set",
+                            key("password_env")
+                        )),
+                        (None, Some(p)) if !p.is_file() => e.push(format!(
+                            "{} = {:?}: file does not exist",
+                            key("password_file"),
+                            p
+                        )),
+                        _ => {}
+                    }
+                    if let Some(t) = &m.tls {
+                        if !matches!(t.as_str(), "implicit" | "starttls" | "none") {
+                            e.push(format!(
+                                "{} = {t:?}: expected \"implicit\", \"starttls\" or \"none\"",
+                                key("tls")
+                            ));
+                        }
+                    }
+                    if let Some(ca) = &m.ca_file {
+                        if !ca.is_file() {
+                            e.push(format!("{} = {:?}: file does not exist", key("ca_file"), ca));
+                        }
+                    }
+                }
+            }
+            if let Some(a) = &m.after {
+                if !matches!(a.as_str(), "seen" | "delete" | "move") {
+                    e.push(format!("{} = {a:?}: expected \"seen\", \"delete\" or \"move\"", key("after")));
+                }
+                if a == "move" && m.move_to.is_none() {
+                    e.push(format!("{}: required when after = \"move\"", key("move_to")));
+                }
+            }
+        }
+        if e.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(e))
+        }
+    }
+}
