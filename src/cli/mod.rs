@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod inputs;
 pub mod qualify;
 
 #[derive(Debug, Parser)]

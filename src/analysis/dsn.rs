@@ -1,0 +1,175 @@
+//! RFC 3464 / RFC 6533 delivery-status fields. Unknown fields are kept on the
+//! recipient (`extra_fields`) rather than dropped.
+
+use super::{headers, mime::Message, text, Analysis, RecipientReport};
+use crate::model::{Action, Category, EmailAddress};
+
+/// Header-style fields (`Name: value`, continuation lines folded), names lowercased.
+/// A blank line is returned as the pseudo field `("", "")` so callers can see groups.
+pub fn parse_fields(body: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if out.last().is_some_and(|(k, _)| !k.is_empty()) {
+                out.push((String::new(), String::new()));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((k, v)) = out.last_mut() {
+                if !k.is_empty() {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim();
+            if !k.is_empty() && k.len() < 64 && !k.contains(' ') {
+                out.push((k.to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
+fn typed_address(v: &str) -> Option<EmailAddress> {
+    let value = v.split_once(';').map(|(_, a)| a).unwrap_or(v);
+    headers::first_address(value)
+}
+
+/// `smtp; 550 5.1.1 ...` → `550 5.1.1 ...`
+fn strip_type(v: &str) -> &str {
+    match v.split_once(';') {
+        Some((t, rest)) if t.len() < 20 && !t.contains(' ') => rest.trim(),
+        _ => v.trim(),
+    }
+}
+
+pub fn parse_reports(msg: &Message, a: &mut Analysis) {
+    for body in &msg.delivery_status {
+        parse_one(body, a);
+    }
+    let context: Option<std::sync::Arc<str>> = {
+        let t = text::report_text(msg);
+        (!t.trim().is_empty()).then(|| t.into())
+    };
+    for r in &mut a.recipients {
+        complete(r, context.as_deref());
+        r.context = context.clone();
+    }
+}
+
+fn parse_one(body: &str, a: &mut Analysis) {
+    let mut cur: Option<RecipientReport> = None;
+    let mut seen_final = false;
+    for (k, v) in parse_fields(body) {
+        match k.as_str() {
+            "" => {
+                if let Some(r) = cur.take() {
+                    a.recipients.push(r);
+                }
+                seen_final = false;
+            }
+            "reporting-mta" => a.reporting_mta = Some(strip_type(&v).to_string()),
+            "arrival-date" => a.arrival_date = Some(v),
+            "final-recipient" | "original-recipient" | "x-actual-recipient" => {
+                let addr = typed_address(&v);
+                let starts_new = k == "final-recipient" && seen_final;
+                if starts_new {
+                    if let Some(r) = cur.take() {
+                        a.recipients.push(r);
+                    }
+                    seen_final = false;
+                }
+                match (&mut cur, addr) {
+                    (Some(r), addr) => {
+                        if k == "original-recipient" {
+                            r.original_recipient = Some(strip_type(&v).to_string());
+                        } else if k == "final-recipient" {
+                            if let Some(addr) = addr {
+                                r.address = addr;
+                            }
+                        } else {
+                            r.extra_fields.push((k.clone(), v.clone()));
+                        }
+                    }
+                    (None, Some(addr)) => {
+                        let mut r = RecipientReport::new(addr);
+                        if k == "original-recipient" {
+                            r.original_recipient = Some(strip_type(&v).to_string());
+                        }
+                        cur = Some(r);
+                    }
+                    (None, None) => {}
+                }
+                if k == "final-recipient" {
+                    seen_final = true;
+                }
+            }
+            _ => {
+                let Some(r) = cur.as_mut() else { continue };
+                match k.as_str() {
+                    "action" => {
+                        r.action = v.split_whitespace().next().and_then(|w| w.parse().ok())
+                    }
+                    "status" => r.status = text::find_status(&v),
+                    "diagnostic-code" => {
+                        let d = strip_type(&v);
+                        if !d.is_empty() {
+                            r.diagnostic = Some(d.to_string());
+                        }
+                    }
+                    "remote-mta" => r.remote_mta = Some(strip_type(&v).to_string()),
+                    "last-attempt-date" => r.last_attempt = Some(v),
+                    _ => r.extra_fields.push((k, v)),
+                }
+            }
+        }
+    }
+    if let Some(r) = cur {
+        a.recipients.push(r);
+    }
+}
+
+/// Fills what the DSN fields left out from the diagnostic and the report text.
+fn complete(r: &mut RecipientReport, context: Option<&str>) {
+    if let Some(d) = &r.diagnostic {
+        if r.reply_code.is_none() {
+            r.reply_code = text::find_reply_code(d);
+        }
+        if let Some(s) = text::find_status(d) {
+            // A generic Status (x.0.0) says less than the diagnostic's own code.
+            if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0 && st.class == s.class) {
+                r.status = Some(s);
+            }
+        }
+    }
+    let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
+    if diag_empty {
+        if let Some(ctx) = context {
+            if let Some(block) = text::block_for(ctx, r.address.as_str()) {
+                if r.reply_code.is_none() {
+                    r.reply_code = text::find_reply_code(&block);
+                }
+                if r.status.is_none() {
+                    r.status = text::find_status(&block);
+                }
+                r.diagnostic = Some(block);
+            }
+        }
+    }
+    match r.action {
+        Some(Action::Delayed) => r.hint = Some(Category::Delayed),
+        Some(Action::Delivered | Action::Relayed | Action::Expanded) => {
+            r.hint = Some(Category::Delivered)
+        }
+        _ => {}
+    }
+    if r.status.is_none() {
+        text::infer_status(r);
+    }
+}
