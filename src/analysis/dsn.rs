@@ -64,75 +64,68 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
 }
 
 fn parse_one(body: &str, a: &mut Analysis) {
-    let mut cur: Option<RecipientReport> = None;
-    let mut seen_final = false;
-    for (k, v) in parse_fields(body) {
-        match k.as_str() {
-            "" => {
-                if let Some(r) = cur.take() {
-                    a.recipients.push(r);
-                }
-                seen_final = false;
-            }
-            "reporting-mta" => a.reporting_mta = Some(strip_type(&v).to_string()),
-            "arrival-date" => a.arrival_date = Some(v),
-            "final-recipient" | "original-recipient" | "x-actual-recipient" => {
-                let addr = typed_address(&v);
-                let starts_new = k == "final-recipient" && seen_final;
-                if starts_new {
-                    if let Some(r) = cur.take() {
-                        a.recipients.push(r);
-                    }
-                    seen_final = false;
-                }
-                match (&mut cur, addr) {
-                    (Some(r), addr) => {
-                        if k == "original-recipient" {
-                            r.original_recipient = Some(strip_type(&v).to_string());
-                        } else if k == "final-recipient" {
-                            if let Some(addr) = addr {
-                                r.address = addr;
-                            }
-                        } else {
-                            r.extra_fields.push((k.clone(), v.clone()));
-                        }
-                    }
-                    (None, Some(addr)) => {
-                        let mut r = RecipientReport::new(addr);
-                        if k == "original-recipient" {
-                            r.original_recipient = Some(strip_type(&v).to_string());
-                        }
-                        cur = Some(r);
-                    }
-                    (None, None) => {}
-                }
-                if k == "final-recipient" {
-                    seen_final = true;
-                }
-            }
-            _ => {
-                let Some(r) = cur.as_mut() else { continue };
-                match k.as_str() {
-                    "action" => {
-                        r.action = v.split_whitespace().next().and_then(|w| w.parse().ok())
-                    }
-                    "status" => r.status = text::find_status(&v),
-                    "diagnostic-code" => {
-                        let d = strip_type(&v);
-                        if !d.is_empty() {
-                            r.diagnostic = Some(d.to_string());
-                        }
-                    }
-                    "remote-mta" => r.remote_mta = Some(strip_type(&v).to_string()),
-                    "last-attempt-date" => r.last_attempt = Some(v),
-                    _ => r.extra_fields.push((k, v)),
-                }
-            }
+    let fields = parse_fields(body);
+    for block in fields.split(|(k, _)| k.is_empty()) {
+        let finals: Vec<usize> = block
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| k == "final-recipient")
+            .map(|(i, _)| i)
+            .collect();
+        if finals.len() <= 1 {
+            recipient_block(block, a);
+            continue;
+        }
+        // Several recipients without blank lines between them: each starts at
+        // its Final-Recipient (or the Original-Recipient just before it).
+        let mut starts: Vec<usize> = finals
+            .iter()
+            .map(|&i| if i > 0 && block[i - 1].0 == "original-recipient" { i - 1 } else { i })
+            .collect();
+        starts[0] = 0;
+        for (n, &s) in starts.iter().enumerate() {
+            let e = starts.get(n + 1).copied().unwrap_or(block.len());
+            recipient_block(&block[s..e], a);
         }
     }
-    if let Some(r) = cur {
-        a.recipients.push(r);
+}
+
+/// One group of fields: per-message fields, or one recipient's.
+fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
+    let addr = ["final-recipient", "original-recipient", "x-actual-recipient"]
+        .iter()
+        .find_map(|name| block.iter().find(|(k, _)| k == name).and_then(|(_, v)| typed_address(v)));
+    let Some(addr) = addr else {
+        for (k, v) in block {
+            match k.as_str() {
+                "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
+                "arrival-date" => a.arrival_date = Some(v.clone()),
+                _ => {}
+            }
+        }
+        return;
+    };
+    let mut r = RecipientReport::new(addr);
+    for (k, v) in block {
+        match k.as_str() {
+            "final-recipient" => {}
+            "original-recipient" => r.original_recipient = Some(strip_type(v).to_string()),
+            "action" => r.action = v.split_whitespace().next().and_then(|w| w.parse().ok()),
+            "status" => r.status = text::find_status(v),
+            "diagnostic-code" => {
+                let d = strip_type(v);
+                if !d.is_empty() {
+                    r.diagnostic = Some(d.to_string());
+                }
+            }
+            "remote-mta" => r.remote_mta = Some(strip_type(v).to_string()),
+            "last-attempt-date" => r.last_attempt = Some(v.clone()),
+            "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
+            "arrival-date" => a.arrival_date = Some(v.clone()),
+            _ => r.extra_fields.push((k.clone(), v.clone())),
+        }
     }
+    a.recipients.push(r);
 }
 
 /// Fills what the DSN fields left out from the diagnostic and the report text.

@@ -167,3 +167,32 @@ fn clean_id(v: &str) -> String {
         _ => v.trim_matches(['<', '>']).trim().to_string(),
     }
 }
+
+/// Microsoft's JMRP and similar feedback loops send the complained-about
+/// message as a plain attachment, without a `message/feedback-report` part.
+pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
+    let orig = msg.original_headers.as_deref()?;
+    if let Some(v) = mime::first_header(orig, "x-hmxmroriginalrecipient") {
+        return first_address(v);
+    }
+    let subject = msg.header("subject")?;
+    if COMPLAINT_SUBJECT.is_match(&subject) {
+        return mime::first_header(orig, "to").and_then(first_address);
+    }
+    None
+}
+
+static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
+        .expect("complaint subject regex")
+});
+
+/// A `List-Unsubscribe: <mailto:...?subject=unsubscribe>` request: the sender
+/// asks to stop receiving mail, which a platform must honour like a complaint.
+pub fn unsubscribe_request(msg: &mime::Message) -> Option<EmailAddress> {
+    let subject = msg.header("subject")?;
+    if !subject.trim().eq_ignore_ascii_case("unsubscribe") {
+        return None;
+    }
+    msg.header("from").and_then(|f| first_address(&f))
+}

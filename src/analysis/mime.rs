@@ -85,6 +85,18 @@ impl Message {
         if m.texts.is_empty() {
             m.texts = html;
         }
+        if parsed.subparts.is_empty() && m.content_type.starts_with("multipart/") {
+            // Declared multipart but no boundary found: the body is all there is.
+            let body = parsed.get_body_raw().unwrap_or_default();
+            let body = &body[..body.len().min(limits.max_part_bytes)];
+            m.texts.push(String::from_utf8_lossy(body).into_owned());
+        }
+        if m.delivery_status.is_empty() {
+            // Reports whose MIME structure broke still carry the DSN fields inline.
+            if let Some(fields) = m.texts.iter().find_map(|t| inline_delivery_status(t)) {
+                m.delivery_status.push(fields);
+            }
+        }
         Ok(m)
     }
 
@@ -100,6 +112,22 @@ impl Message {
             ..Message::default()
         })
     }
+}
+
+/// The text from the first `Final-Recipient:` block's paragraph on, when a
+/// text carries RFC 3464 fields without the MIME part around them.
+fn inline_delivery_status(t: &str) -> Option<String> {
+    let i = find_ci(t, "\nfinal-recipient:")?;
+    // start at the paragraph holding it, so Action/Status before it are kept
+    let para = t[..i].rfind("\n\n").map(|p| p + 2).unwrap_or(0);
+    let start = find_ci(&t[..para], "\nreporting-mta:").map(|p| p + 1).unwrap_or(para);
+    Some(t[start..].to_string())
+}
+
+fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {

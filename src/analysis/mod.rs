@@ -194,6 +194,14 @@ impl Analyzer {
                 return a;
             }
         }
+        if let Some(addr) = headers::complaint_without_report(msg) {
+            complaint(&mut a, addr, "abuse");
+            return a;
+        }
+        if let Some(addr) = headers::unsubscribe_request(msg) {
+            complaint(&mut a, addr, "opt-out");
+            return a;
+        }
         if !msg.delivery_status.is_empty() {
             dsn::parse_reports(msg, &mut a);
             if !a.recipients.is_empty() {
@@ -226,6 +234,15 @@ fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
     r.hint = Some(Category::AutoReply);
     r.diagnostic = msg.header("subject");
     a.kind = MessageKind::AutoReply;
+    a.recipients.push(r);
+}
+
+fn complaint(a: &mut Analysis, addr: EmailAddress, feedback_type: &str) {
+    a.kind = MessageKind::Arf;
+    a.feedback_type = Some(feedback_type.to_string());
+    let mut r = RecipientReport::new(addr);
+    r.hint = Some(Category::SpamComplaint);
+    r.diagnostic = Some(format!("feedback-type: {feedback_type}"));
     a.recipients.push(r);
 }
 

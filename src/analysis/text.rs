@@ -173,7 +173,7 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
 /// envelope and the original's sender.
 fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
     let mut ex = Vec::new();
-    for name in ["from", "to", "reply-to", "return-path", "sender", "delivered-to", "x-original-to", "cc"] {
+    for name in ["from", "to", "reply-to", "return-path", "sender", "cc"] {
         for v in msg.headers_named(name) {
             ex.extend(headers::all_addresses(v));
         }

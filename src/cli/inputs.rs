@@ -85,7 +85,11 @@ fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
         return vec![Input { source: source.to_string(), data }];
     }
     let mut starts = vec![0usize];
-    starts.extend(memchr::memmem::find_iter(&data, b"\nFrom ").map(|i| i + 1));
+    starts.extend(
+        memchr::memmem::find_iter(&data, b"\nFrom ")
+            .map(|i| i + 1)
+            .filter(|&i| is_separator(&data[i..])),
+    );
     if starts.len() < 2 {
         return vec![Input { source: source.to_string(), data }];
     }
@@ -97,6 +101,16 @@ fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
         out.push(Input { source: format!("{source}#{}", n + 1), data: msg });
     }
     out
+}
+
+/// `From sender Thu Jul  2 12:05:05 2020`: a bare "From " in a body is not one.
+fn is_separator(line_start: &[u8]) -> bool {
+    static SEP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"^From \S+\s+[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d")
+            .expect("mbox separator regex")
+    });
+    let end = memchr::memchr(b'\n', line_start).unwrap_or(line_start.len());
+    SEP.is_match(&line_start[..end])
 }
 
 /// mboxrd quoting: `>From ` at a line start stands for `From `.
