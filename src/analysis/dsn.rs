@@ -134,17 +134,28 @@ fn complete(r: &mut RecipientReport, context: Option<&str>) {
         if r.reply_code.is_none() {
             r.reply_code = text::find_reply_code(d);
         }
-        if let Some(s) = text::find_status(d) {
-            // A generic Status (x.0.0) says less than the diagnostic's own code.
-            if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0 && st.class == s.class) {
+        // The remote server's own code (next to its reply) is more precise
+        // than the reporting MTA's summary; a generic Status says least.
+        let generic = r.status.is_none_or(|st| st.subject == 0 && st.detail == 0);
+        if let Some(s) = text::reply_status(d).filter(|s| generic || r.status.is_some_and(|st| st.class == s.class)) {
+            r.status = Some(s);
+        } else if generic {
+            if let Some(s) = text::first_status(d) {
                 r.status = Some(s);
             }
         }
     }
+    if let Some(d) = &r.diagnostic {
+        r.smtp_command = text::find_smtp_command(d);
+    }
+    let block = context.and_then(|c| text::block_for(c, r.address.as_str()));
+    if r.smtp_command.is_none() {
+        r.smtp_command = block.as_deref().and_then(text::find_smtp_command);
+    }
     let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
     if diag_empty {
-        if let Some(ctx) = context {
-            if let Some(block) = text::block_for(ctx, r.address.as_str()) {
+        {
+            if let Some(block) = block {
                 if r.reply_code.is_none() {
                     r.reply_code = text::find_reply_code(&block);
                 }

@@ -24,7 +24,7 @@ pub fn address_spans(s: &str) -> impl Iterator<Item = regex::Match<'_>> {
 }
 
 static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
+    Regex::new(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
 });
 
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -41,7 +41,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
         r"delivery error|delivery delayed|delayed mail|warning: message|unzustellbar|nicht zustellbar|",
         r"non remis|non recapitabile|no se puede entregar|no entregado|état de remise|mail error|",
         r"returned message|message you sent|rejected (?:mail|message)|notificación|not be delivered|",
-        r"未送達|不達|エラー|送信失敗|退信|退回|系统退信|mail delivery failure|error sending"
+        r"未送達|不達|エラー|送信失敗|退信|退回|系统退信|mail delivery failure|error sending|not (?:a )?member"
     ))
     .expect("bounce subject regex")
 });

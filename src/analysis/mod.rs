@@ -14,12 +14,15 @@
 mod dsn;
 mod headers;
 mod mime;
+mod ses;
 mod text;
 
-use crate::model::{Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode};
+use crate::model::{
+    Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode, SmtpCommand,
+};
 use serde::Serialize;
 
-pub use text::{find_reply_code, find_status};
+pub use text::{find_reply_code, find_smtp_command, find_status};
 
 /// Bounds on the work spent on one message.
 #[derive(Debug, Clone)]
@@ -105,6 +108,8 @@ pub struct RecipientReport {
     pub status_inferred: bool,
     pub reply_code: Option<ReplyCode>,
     pub diagnostic: Option<String>,
+    /// The command the remote server refused, when the bounce says.
+    pub smtp_command: Option<SmtpCommand>,
     pub remote_mta: Option<String>,
     pub last_attempt: Option<String>,
     /// What the message's structure alone says (auto-reply, complaint, delay,
@@ -129,6 +134,7 @@ impl RecipientReport {
             status_inferred: false,
             reply_code: None,
             diagnostic: None,
+            smtp_command: None,
             remote_mta: None,
             last_attempt: None,
             hint: None,
@@ -206,6 +212,11 @@ impl Analyzer {
             dsn::parse_reports(msg, &mut a);
             if !a.recipients.is_empty() {
                 a.kind = MessageKind::Dsn;
+                return a;
+            }
+        }
+        if let Some(t) = msg.texts.first() {
+            if ses::parse(t, &self.correlation.tracking_header, &mut a) {
                 return a;
             }
         }

@@ -24,7 +24,7 @@ static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
         r"undelivered message headers|forwarded message|original message header|",
         r"content-type: message/(?:rfc822|global)|content-type: text/rfc822-headers|",
         r"your message reads|the text you sent follows|rejected message|original e-?mail|",
-        r"message text follows|\[message headers\]|--- original message)"
+        r"message text follows|\[message headers\]|--- original message|original message:)"
     ))
     .expect("original marker regex")
 });
@@ -44,7 +44,7 @@ static TEMPORARY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static EXCLUDED_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<")
+    Regex::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
         .expect("excluded line regex")
 });
 
@@ -70,12 +70,64 @@ fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> b
     before_ok && after_ok
 }
 
-/// The first RFC 3463 enhanced status code in a text.
+static REPLY_THEN_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})").expect("reply+status regex")
+});
+
+/// The RFC 3463 enhanced status code of a text: the one a remote server gave
+/// next to its reply code (`550 5.1.1`, `550-'5.7.1`) if any, else the first.
 pub fn find_status(s: &str) -> Option<EnhancedStatus> {
+    reply_status(s).or_else(|| first_status(s))
+}
+
+/// The enhanced status code a server gave right after its reply code.
+pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
+    REPLY_THEN_STATUS
+        .captures_iter(s)
+        .filter_map(|c| c.get(1))
+        .filter(|m| boundary_ok(s, m.start(), m.end(), true))
+        .find_map(|m| m.as_str().parse().ok())
+}
+
+/// The first enhanced status code in a text, wherever it stands.
+pub fn first_status(s: &str) -> Option<EnhancedStatus> {
     STATUS
         .find_iter(s)
         .filter(|m| boundary_ok(s, m.start(), m.end(), true))
         .find_map(|m| m.as_str().parse().ok())
+}
+
+static SMTP_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)(?P<data>end of data|after data|>>> data|final data|in reply to data|our data|data command)|",
+        r"(?P<rcpt>rcpt to|does not like recipient|our rcpt|recipient address rejected)|",
+        r"(?P<mail>mail from|sender was rejected|our mail from|sender address rejected)|",
+        r"(?P<helo>after (?:helo|ehlo)|in reply to (?:helo|ehlo)|>>> (?:helo|ehlo)|(?:helo|ehlo) command)|",
+        r"(?P<connect>refused to talk to me|initial (?:greeting|connection)|after (?:initial )?connection|during connect)"
+    ))
+    .expect("smtp command regex")
+});
+
+/// The SMTP command a failure answered, from the words around it ("after RCPT
+/// TO", "in reply to end of DATA command", ">>> DATA"). The last one named wins:
+/// transcripts list the commands in order and the failing one comes last.
+pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
+    use crate::model::SmtpCommand as C;
+    SMTP_COMMAND.captures_iter(s).last().and_then(|c| {
+        if c.name("data").is_some() {
+            Some(C::Data)
+        } else if c.name("rcpt").is_some() {
+            Some(C::RcptTo)
+        } else if c.name("mail").is_some() {
+            Some(C::MailFrom)
+        } else if c.name("helo").is_some() {
+            Some(C::Helo)
+        } else if c.name("connect").is_some() {
+            Some(C::Connect)
+        } else {
+            None
+        }
+    })
 }
 
 /// The first SMTP reply code in a text (`550 ...`, `550-...`, `said: 550`).
@@ -196,7 +248,24 @@ fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
     ex
 }
 
+static RECIPIENT_LIST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
+        .expect("recipient list regex")
+});
+
 fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
+    // A report that announces its list of failed addresses is read from there:
+    // what comes before is a summary of the original (its To: may differ).
+    if let Some(m) = RECIPIENT_LIST.find(region) {
+        let after = collect_candidates(&region[m.start()..], excluded);
+        if !after.is_empty() {
+            return after;
+        }
+    }
+    collect_candidates(region, excluded)
+}
+
+fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
     let mut out: Vec<EmailAddress> = Vec::new();
     for line in region.lines() {
         if EXCLUDED_LINE.is_match(line) && !line.contains("RCPT") {
@@ -337,7 +406,15 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     let lines: Vec<&str> = region.lines().collect();
     if rcpts.is_empty() && signals.strong() {
         // A report that names nobody: the original's recipient is the one who failed.
-        if let Some(to) = msg.original_headers.as_deref().and_then(|h| mime::first_header(h, "to")) {
+        let inline;
+        let orig = match msg.original_headers.as_deref() {
+            Some(h) => Some(h),
+            None => {
+                inline = inline_original(msg);
+                inline.as_deref()
+            }
+        };
+        if let Some(to) = orig.and_then(|h| mime::first_header(h, "to")) {
             rcpts.extend(headers::all_addresses(to).into_iter().take(1));
         }
     }
@@ -353,6 +430,10 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             r.reply_code = find_reply_code(&context);
             r.status = find_status(&context);
         }
+        r.smtp_command = diag.as_deref().and_then(find_smtp_command);
+        if r.smtp_command.is_none() && keys.len() == 1 {
+            r.smtp_command = find_smtp_command(&context);
+        }
         r.diagnostic = diag.or_else(|| Some(context.to_string()));
         r.context = Some(context.clone());
         if r.status.is_none() {
@@ -365,13 +446,20 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         }
         a.recipients.push(r);
     }
-    if !signals.strong() {
-        // A null return path alone is weak: demand an SMTP failure in the text.
-        let evidence = a.recipients.iter().any(|r| {
-            r.reply_code.is_some_and(|c| c.class() >= 4) || (r.status.is_some() && !r.status_inferred)
-        });
-        if !evidence {
-            a.recipients.clear();
-        }
+    if !signals.strong() && !has_smtp_evidence(a) && !FAILURE_PHRASE.is_match(&context) {
+        // A null return path alone is weak: demand a failure in the text.
+        a.recipients.clear();
     }
+}
+
+static FAILURE_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
+        .expect("failure phrase regex")
+});
+
+/// A reply code or an enhanced status code from the remote side.
+pub fn has_smtp_evidence(a: &Analysis) -> bool {
+    a.recipients.iter().any(|r| {
+        r.reply_code.is_some_and(|c| c.class() >= 4) || (r.status.is_some() && !r.status_inferred)
+    })
 }

@@ -10,7 +10,7 @@
 mod codes;
 
 use crate::analysis::RecipientReport;
-use crate::model::{BounceType, Category, Reason};
+use crate::model::{BounceType, Category, Reason, SmtpCommand};
 use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -176,26 +176,28 @@ impl RuleSet {
                 format!("the message is {}", hint.describe()),
             );
         }
+        let v = self.qualify_failure(r);
+        adjust_for_command(v, r.smtp_command)
+    }
+
+    fn rule_verdict(&self, text: Option<&str>, domain: &str, from: &str) -> Option<Verdict> {
+        let rule = self.first_match(text?, domain)?;
+        Some(Verdict {
+            bounce_type: rule.bounce_type,
+            reason: rule.reason,
+            category: rule.category,
+            rule: rule.id.clone(),
+            qualified: true,
+            explanation: format!("rule {} matched {from}: /{}/", rule.id, rule.pattern),
+        })
+    }
+
+    fn qualify_failure(&self, r: &RecipientReport) -> Verdict {
         let domain = r.address.domain();
-        let texts = [r.diagnostic.as_deref(), r.context.as_deref()];
-        for (i, text) in texts.iter().enumerate() {
-            let Some(text) = text else { continue };
-            if i == 1 && texts[0] == Some(text) {
-                continue;
-            }
-            if let Some(rule) = self.first_match(text, domain) {
-                let from = if i == 0 { "the diagnostic" } else { "the bounce text" };
-                return Verdict {
-                    bounce_type: rule.bounce_type,
-                    reason: rule.reason,
-                    category: rule.category,
-                    rule: rule.id.clone(),
-                    qualified: true,
-                    explanation: format!("rule {} matched {from}: /{}/", rule.id, rule.pattern),
-                };
-            }
+        if let Some(v) = self.rule_verdict(r.diagnostic.as_deref(), domain, "the diagnostic") {
+            return v;
         }
-        if let Some(st) = r.status.filter(|_| !r.status_inferred) {
+        if let Some(st) = r.status.filter(|s| !r.status_inferred && !(s.subject == 0 && s.detail == 0)) {
             if let Some(cat) = codes::category_for_status(st) {
                 return Verdict::from_category(
                     cat,
@@ -203,6 +205,11 @@ impl RuleSet {
                     true,
                     format!("no rule matched; enhanced status {st} means {}", cat.describe()),
                 );
+            }
+        }
+        if r.context.as_deref() != r.diagnostic.as_deref() {
+            if let Some(v) = self.rule_verdict(r.context.as_deref(), domain, "the bounce text") {
+                return v;
             }
         }
         if let Some(rc) = r.reply_code {
@@ -232,6 +239,29 @@ impl RuleSet {
             ),
         }
     }
+}
+
+/// What the refused command says about who is at fault: a "user unknown"
+/// after DATA means the recipient was accepted at RCPT, so a filter spoke; a
+/// recipient-side reason at MAIL FROM is really about the sender.
+fn adjust_for_command(mut v: Verdict, cmd: Option<SmtpCommand>) -> Verdict {
+    let to = match (cmd, v.category) {
+        (Some(SmtpCommand::Data), Category::UserUnknown) => Category::Filtered,
+        (
+            Some(SmtpCommand::MailFrom),
+            Category::UserUnknown | Category::InvalidDomain | Category::AccountDisabled | Category::HasMoved,
+        ) => Category::SenderRejected,
+        _ => return v,
+    };
+    v.explanation = format!(
+        "{}; but the server refused at {}, so it is {}",
+        v.explanation,
+        cmd.map(|c| c.as_str()).unwrap_or("?"),
+        to.describe()
+    );
+    (v.bounce_type, v.reason) = to.default_verdict();
+    v.category = to;
+    v
 }
 
 fn domain_in_scope(domain: &str, scope: &str) -> bool {
