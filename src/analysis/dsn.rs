@@ -159,8 +159,10 @@ fn complete(r: &mut RecipientReport, context: Option<&str>) {
                 if r.reply_code.is_none() {
                     r.reply_code = text::find_reply_code(&block);
                 }
-                if r.status.is_none() {
-                    r.status = text::find_status(&block);
+                if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0) {
+                    if let Some(s) = text::find_status(&block) {
+                        r.status = Some(s);
+                    }
                 }
                 r.diagnostic = Some(block);
             }

@@ -58,6 +58,10 @@ impl Message {
             }
             let mt = part.ctype.mimetype.to_ascii_lowercase();
             if mt.starts_with("multipart/") {
+                if part.subparts.is_empty() {
+                    // Declared multipart but no boundary found: the body is all there is.
+                    m.texts.push(raw_text(part, limits));
+                }
                 stack.extend(part.subparts.iter().rev());
                 continue;
             }
@@ -84,12 +88,6 @@ impl Message {
         }
         if m.texts.is_empty() {
             m.texts = html;
-        }
-        if parsed.subparts.is_empty() && m.content_type.starts_with("multipart/") {
-            // Declared multipart but no boundary found: the body is all there is.
-            let body = parsed.get_body_raw().unwrap_or_default();
-            let body = &body[..body.len().min(limits.max_part_bytes)];
-            m.texts.push(String::from_utf8_lossy(body).into_owned());
         }
         if m.delivery_status.is_empty() {
             // Reports whose MIME structure broke still carry the DSN fields inline.

@@ -12,10 +12,9 @@ fn notification(text: &str) -> Option<Value> {
     if !t.starts_with('{') {
         return None;
     }
-    let v: Value = serde_json::from_str(t).or_else(|_| {
-        // SNS folds long lines as "!\n " in the mail body
-        serde_json::from_str(&t.replace("!\r\n ", "").replace("!\n ", ""))
-    }).ok()?;
+    // SNS folds long lines as "!\n " and appends an unsubscribe footer.
+    let first = |s: &str| serde_json::Deserializer::from_str(s).into_iter::<Value>().next()?.ok();
+    let v = first(t).or_else(|| first(&t.replace("!\r\n ", "").replace("!\n ", "")))?;
     let inner = match v.get("Message").and_then(Value::as_str) {
         Some(m) => serde_json::from_str(m).ok()?,
         None => v,

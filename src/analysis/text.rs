@@ -99,54 +99,70 @@ pub fn first_status(s: &str) -> Option<EnhancedStatus> {
 
 static SMTP_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)(?P<data>end of data|after data|>>> data|final data|in reply to data|our data|data command)|",
-        r"(?P<rcpt>rcpt to|does not like recipient|our rcpt|recipient address rejected)|",
-        r"(?P<mail>mail from|sender was rejected|our mail from|sender address rejected)|",
-        r"(?P<helo>after (?:helo|ehlo)|in reply to (?:helo|ehlo)|>>> (?:helo|ehlo)|(?:helo|ehlo) command)|",
-        r"(?P<connect>refused to talk to me|initial (?:greeting|connection)|after (?:initial )?connection|during connect)"
+        r"(?i)(?P<inreply>in reply to (?:the )?)?(?:",
+        r"(?P<data>end of data|data command|>>> data|final data|our data|after data\b)|",
+        r"(?P<rcpt>rcpt to|does not like recipient|our rcpt)|",
+        r"(?P<mail>mail from|sender was rejected|our mail from)|",
+        r"(?P<helo>\b(?:helo|ehlo)\b)|",
+        r"(?P<connect>refused to talk to me|initial (?:greeting|connection)|during connect))"
     ))
     .expect("smtp command regex")
 });
 
-/// The SMTP command a failure answered, from the words around it ("after RCPT
-/// TO", "in reply to end of DATA command", ">>> DATA"). The last one named wins:
-/// transcripts list the commands in order and the failing one comes last.
+/// The SMTP command a failure answered, from the words around it: the mention
+/// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
+/// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
     use crate::model::SmtpCommand as C;
-    SMTP_COMMAND.captures_iter(s).last().and_then(|c| {
-        if c.name("data").is_some() {
-            Some(C::Data)
+    let reply_at = reply_code_at(s).map(|(p, _)| p);
+    let mut best: Option<(usize, C)> = None;
+    let mut last = None;
+    for c in SMTP_COMMAND.captures_iter(s) {
+        let Some(m) = c.get(0) else { continue };
+        let cmd = if c.name("data").is_some() {
+            C::Data
         } else if c.name("rcpt").is_some() {
-            Some(C::RcptTo)
+            C::RcptTo
         } else if c.name("mail").is_some() {
-            Some(C::MailFrom)
+            C::MailFrom
         } else if c.name("helo").is_some() {
-            Some(C::Helo)
-        } else if c.name("connect").is_some() {
-            Some(C::Connect)
+            C::Helo
         } else {
-            None
+            C::Connect
+        };
+        last = Some(cmd);
+        let Some(p) = reply_at else { continue };
+        let distance = match c.name("inreply") {
+            Some(_) if m.start() > p => m.start() - p,
+            None if m.start() < p => p - m.start(),
+            _ => continue,
+        };
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, cmd));
         }
-    })
+    }
+    // with a known reply, a command named only after it is the next step of the dialogue
+    best.map(|(_, c)| c).or(if reply_at.is_none() { last } else { None })
 }
 
 /// The first SMTP reply code in a text (`550 ...`, `550-...`, `said: 550`).
 pub fn find_reply_code(s: &str) -> Option<ReplyCode> {
+    reply_code_at(s).map(|(_, c)| c)
+}
+
+fn reply_code_at(s: &str) -> Option<(usize, ReplyCode)> {
     REPLY.find_iter(s).find_map(|m| {
         let b = s.as_bytes();
         let before_ok = m.start() == 0 || {
             let c = b[m.start() - 1];
-            matches!(c, b' ' | b'\t' | b'\n' | b'(' | b'[' | b'<' | b'"' | b'\'' | b'=' | b':' | b';' | b'>' | b'#')
+            matches!(c, b' ' | b'\t' | b'\n' | b'(' | b'[' | b'<' | b'"' | b'\'' | b'=' | b':' | b';' | b'>')
         };
-        let after_ok = m.end() >= b.len() || matches!(b[m.end()], b' ' | b'-' | b'\t' | b'\n' | b'\r' | b')' | b',' | b';' | b':' | b']' | b'"');
+        let after_ok = m.end() >= b.len()
+            || matches!(b[m.end()], b' ' | b'-' | b'\t' | b'\n' | b'\r' | b')' | b',' | b';' | b':' | b']' | b'"');
         if !(before_ok && after_ok) {
             return None;
         }
-        // "5.5.0" and "#550" are not replies; neither is a number in an IP or a date.
-        if m.start() >= 1 && b[m.start() - 1] == b'#' {
-            return None;
-        }
-        m.as_str().parse().ok()
+        m.as_str().parse().ok().map(|c| (m.start(), c))
     })
 }
 
@@ -303,6 +319,10 @@ fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
             continue;
         }
         occurrences += 1;
+        // in a session transcript the command answered stands on the line before
+        if i > 0 && lines[i - 1].trim_start().starts_with(">>>") {
+            push_collapsed(&mut out, lines[i - 1]);
+        }
         push_collapsed(&mut out, lines[i]);
         let mut j = i + 1;
         while j < lines.len() && j <= i + MAX_BLOCK_LINES {

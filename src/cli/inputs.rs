@@ -86,8 +86,10 @@ fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
     }
     let mut starts = vec![0usize];
     starts.extend(
-        memchr::memmem::find_iter(&data, b"\nFrom ")
-            .map(|i| i + 1)
+        // mbox puts a blank line before each separator; a bare "From " line
+        // without one belongs to the message before it
+        memchr::memmem::find_iter(&data, b"\n\nFrom ")
+            .map(|i| i + 2)
             .filter(|&i| is_separator(&data[i..])),
     );
     if starts.len() < 2 {

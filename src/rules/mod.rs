@@ -10,7 +10,7 @@
 mod codes;
 
 use crate::analysis::RecipientReport;
-use crate::model::{BounceType, Category, Reason, SmtpCommand};
+use crate::model::{BounceType, Category, EnhancedStatus, Reason, SmtpCommand};
 use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -177,7 +177,8 @@ impl RuleSet {
             );
         }
         let v = self.qualify_failure(r);
-        adjust_for_command(v, r.smtp_command)
+        let explicit_status = r.status.filter(|_| !r.status_inferred);
+        adjust_for_context(v, r.smtp_command, explicit_status)
     }
 
     fn rule_verdict(&self, text: Option<&str>, domain: &str, from: &str) -> Option<Verdict> {
@@ -241,12 +242,17 @@ impl RuleSet {
     }
 }
 
-/// What the refused command says about who is at fault: a "user unknown"
-/// after DATA means the recipient was accepted at RCPT, so a filter spoke; a
+/// What the refused command and the status code say about who is at fault.
+/// A "user unknown" after DATA means the recipient was accepted at RCPT, and
+/// one carrying a policy (x.7.x) or generic mailbox (x.2.0) code rather than an
+/// address code (x.1.x): either way a filter spoke, not the mailbox. A
 /// recipient-side reason at MAIL FROM is really about the sender.
-fn adjust_for_command(mut v: Verdict, cmd: Option<SmtpCommand>) -> Verdict {
+fn adjust_for_context(mut v: Verdict, cmd: Option<SmtpCommand>, status: Option<EnhancedStatus>) -> Verdict {
+    let address_code = status.is_some_and(|s| s.subject == 1);
+    let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
     let to = match (cmd, v.category) {
-        (Some(SmtpCommand::Data), Category::UserUnknown) => Category::Filtered,
+        (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => Category::Filtered,
+        (_, Category::UserUnknown) if filter_code && v.rule != format!("builtin:status:{}", status.map(|s| s.to_string()).unwrap_or_default()) => Category::Filtered,
         (
             Some(SmtpCommand::MailFrom),
             Category::UserUnknown | Category::InvalidDomain | Category::AccountDisabled | Category::HasMoved,
