@@ -19,7 +19,8 @@ pub struct Message {
     /// Human-readable text parts of the report itself, in order.
     pub texts: Vec<String>,
     pub content_type: String,
-    pub report_type: Option<String>,
+    /// The first attached message, whole: some gateways forward a bounce as an attachment.
+    pub attached: Option<Vec<u8>>,
 }
 
 impl Message {
@@ -45,7 +46,6 @@ impl Message {
         let mut m = Message {
             headers: collect_headers(&parsed.headers),
             content_type: parsed.ctype.mimetype.to_ascii_lowercase(),
-            report_type: parsed.ctype.params.get("report-type").map(|s| s.to_ascii_lowercase()),
             ..Message::default()
         };
         let mut stack: Vec<&ParsedMail> = vec![&parsed];
@@ -77,6 +77,9 @@ impl Message {
                     if m.original_headers.is_none() {
                         let body = raw_body(part, limits);
                         m.original_headers = Some(parse_header_block(&body));
+                        if mt.starts_with("message/") {
+                            m.attached = Some(body);
+                        }
                     }
                 }
                 t if t.starts_with("text/plain") || t == "text" => m.texts.push(decoded_text(part, limits)),
@@ -151,7 +154,12 @@ pub fn first_header<'a>(block: &'a [(String, String)], name: &str) -> Option<&'a
 }
 
 fn raw_body(part: &ParsedMail, limits: &Limits) -> Vec<u8> {
-    let mut b = part.get_body_raw().unwrap_or_else(|_| part.raw_bytes.to_vec());
+    // a body whose transfer encoding is broken is read as it stands
+    let mut b = part.get_body_raw().unwrap_or_else(|_| match part.get_body_encoded() {
+        mailparse::body::Body::Base64(b) | mailparse::body::Body::QuotedPrintable(b) => b.get_raw().to_vec(),
+        mailparse::body::Body::SevenBit(b) | mailparse::body::Body::EightBit(b) => b.get_raw().to_vec(),
+        mailparse::body::Body::Binary(b) => b.get_raw().to_vec(),
+    });
     b.truncate(limits.max_part_bytes);
     b
 }

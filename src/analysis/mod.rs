@@ -168,9 +168,23 @@ impl Analyzer {
 
     /// Analyse one raw message. Never panics; problems land in `error`.
     pub fn analyse(&self, raw: &[u8]) -> Analysis {
+        self.analyse_nested(raw, 0)
+    }
+
+    fn analyse_nested(&self, raw: &[u8], depth: u8) -> Analysis {
         let (bytes, truncated) = mime::bound_and_normalise(raw, self.limits.max_message_bytes);
         let mut a = match mime::Message::parse(&bytes, &self.limits) {
-            Ok(msg) => self.classify(&msg),
+            Ok(msg) => {
+                let a = self.classify(&msg);
+                match &msg.attached {
+                    // A gateway that forwards the real bounce as an attachment.
+                    Some(inner) if a.recipients.is_empty() && depth == 0 => {
+                        let b = self.analyse_nested(inner, depth + 1);
+                        if matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce) { b } else { a }
+                    }
+                    _ => a,
+                }
+            }
             Err(e) => {
                 let mut a = Analysis::empty(MessageKind::NotBounce);
                 a.error = Some(e);
@@ -228,7 +242,13 @@ impl Analyzer {
             return a;
         }
         text::parse_bounce(msg, &signals, &mut a);
-        if a.recipients.is_empty() && headers::is_auto_reply(msg) {
+        let auto_replied = headers::is_auto_reply(msg);
+        if auto_replied && signals.failed_recipients.is_empty() && !text::has_smtp_evidence(&a) {
+            // Prose about a failure, from an auto-responder, without a single
+            // SMTP code: too weak to act on; it is an automatic reply.
+            a.recipients.clear();
+        }
+        if a.recipients.is_empty() && auto_replied {
             auto_reply(msg, &mut a);
         } else if !a.recipients.is_empty() {
             a.kind = MessageKind::Bounce;

@@ -435,7 +435,12 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             }
         };
         if let Some(to) = orig.and_then(|h| mime::first_header(h, "to")) {
-            rcpts.extend(headers::all_addresses(to).into_iter().take(1));
+            rcpts.extend(
+                headers::all_addresses(to)
+                    .into_iter()
+                    .filter(|a| !excluded.iter().any(|e| e.key() == a.key()))
+                    .take(1),
+            );
         }
     }
     let keys: Vec<String> = rcpts.iter().map(|r| r.key()).collect();
