@@ -178,9 +178,13 @@ impl Analyzer {
                 let a = self.classify(&msg);
                 match &msg.attached {
                     // A gateway that forwards the real bounce as an attachment.
-                    Some(inner) if a.recipients.is_empty() && depth == 0 => {
+                    Some(inner) if depth == 0 && matches!(a.kind, MessageKind::NotBounce | MessageKind::Bounce) => {
                         let b = self.analyse_nested(inner, depth + 1);
-                        if matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce) { b } else { a }
+                        let better = match a.kind {
+                            MessageKind::NotBounce => matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce),
+                            _ => b.kind == MessageKind::Dsn,
+                        };
+                        if better { b } else { a }
                     }
                     _ => a,
                 }
@@ -243,7 +247,7 @@ impl Analyzer {
         }
         text::parse_bounce(msg, &signals, &mut a);
         let auto_replied = headers::is_auto_reply(msg);
-        if auto_replied && signals.failed_recipients.is_empty() && !text::has_smtp_evidence(&a) {
+        if auto_replied && !signals.report && signals.failed_recipients.is_empty() && !text::has_smtp_evidence(&a) {
             // Prose about a failure, from an auto-responder, without a single
             // SMTP code: too weak to act on; it is an automatic reply.
             a.recipients.clear();

@@ -168,6 +168,23 @@ impl RuleSet {
     }
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
+        if r.hint == Some(Category::Delayed) {
+            // Still being retried: never a failure of the address, but the
+            // cause (mailbox full, host down, ...) is worth reporting.
+            let cause = self.qualify_failure(r);
+            let reason = if cause.qualified { cause.reason } else { Reason::Unreachable };
+            return Verdict {
+                bounce_type: BounceType::Ignored,
+                reason,
+                category: Category::Delayed,
+                rule: "builtin:delayed".into(),
+                qualified: true,
+                explanation: format!(
+                    "a delay warning: delivery is still being tried; the cause: {}",
+                    cause.explanation
+                ),
+            };
+        }
         if let Some(hint) = r.hint {
             return Verdict::from_category(
                 hint,
