@@ -1,13 +1,13 @@
 //! Header-level evidence: is this a bounce, an auto-reply, and what ties it to
 //! the message that was sent.
 
-use super::{mime, text, Correlation};
+use super::{mime, Correlation};
 use crate::model::{EmailAddress, OriginalRef};
 use regex::Regex;
 use std::sync::LazyLock;
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
+    super::rx(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
 });
 
 /// Every address in a header or text fragment, in order, parsed.
@@ -24,15 +24,15 @@ pub fn address_spans(s: &str) -> impl Iterator<Item = regex::Match<'_>> {
 }
 
 static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
+    super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
 });
 
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
+    super::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
 });
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
+    super::rx(concat!(
         r"(?i)undeliver|undelivered|returned mail|return(?:ed)? to sender|delivery status notification|",
         r"failure notice|delivery fail|mail delivery|could not be delivered|cannot be delivered|non-?deliver|",
         r"not delivered|delivery has failed|mail system error|delivery notification|could not send|",
@@ -47,7 +47,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
+    super::rx(concat!(
         r"(?i)^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer|antwort)|autoreply|auto:|",
         r"out of (?:the )?office|away from (?:the |my )?(?:office|desk)|away until|on vacation|vacation|",
         r"abwesenheit|abwesend|automatische antwort|réponse automatique|absence|absent|",
@@ -126,14 +126,7 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
 /// Message-ID, tracking id and VERP recipient of the message that bounced.
 pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let mut o = OriginalRef::default();
-    let inline;
-    let orig: Option<&[(String, String)]> = match &msg.original_headers {
-        Some(h) if !h.is_empty() => Some(h),
-        _ => {
-            inline = text::inline_original(msg);
-            inline.as_deref()
-        }
-    };
+    let orig = msg.original();
     let tracking = corr.tracking_header.to_ascii_lowercase();
     if let Some(h) = orig {
         o.message_id = mime::first_header(h, "message-id").map(clean_id).filter(|s| !s.is_empty());
@@ -183,7 +176,7 @@ pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
 }
 
 static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
+    super::rx(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
         .expect("complaint subject regex")
 });
 

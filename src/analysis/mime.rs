@@ -21,9 +21,31 @@ pub struct Message {
     pub content_type: String,
     /// The first attached message, whole: some gateways forward a bounce as an attachment.
     pub attached: Option<Vec<u8>>,
+    /// Header name of the platform's tracking id, lowercase.
+    pub tracking_header: String,
+    inline_original: std::cell::OnceCell<Option<Vec<(String, String)>>>,
 }
 
+/// Headers the analysis reads; decoding only these keeps parsing cheap.
+const WANTED_HEADERS: &[&str] = &[
+    "from", "to", "cc", "subject", "reply-to", "sender", "return-path", "delivered-to",
+    "x-original-to", "envelope-to", "x-envelope-to", "auto-submitted", "x-autoreply",
+    "x-autorespond", "x-autoresponder", "x-auto-response", "precedence", "x-failed-recipients",
+    "message-id", "x-hmxmroriginalrecipient", "content-type",
+];
+
 impl Message {
+    /// Headers of the returned original: its MIME part, or a copy inline in the text.
+    pub fn original(&self) -> Option<&[(String, String)]> {
+        match &self.original_headers {
+            Some(h) if !h.is_empty() => Some(h),
+            _ => self
+                .inline_original
+                .get_or_init(|| super::text::inline_original(self))
+                .as_deref(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         header_value(&self.headers, name)
     }
@@ -31,7 +53,13 @@ impl Message {
         self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Message, String> {
+    pub fn parse(bytes: &[u8], limits: &Limits, tracking_header: &str) -> Result<Message, String> {
+        let mut m = Self::parse_structure(bytes, limits, &tracking_header.to_ascii_lowercase())?;
+        m.tracking_header = tracking_header.to_ascii_lowercase();
+        Ok(m)
+    }
+
+    fn parse_structure(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Message::default());
         }
@@ -40,11 +68,11 @@ impl Message {
         // limit only the top headers are trusted and the rest is read as text.
         let nested = memchr::memmem::find_iter(bytes, b"ultipart/").count();
         if nested > limits.max_parts {
-            return Self::headers_only(bytes, limits);
+            return Self::headers_only(bytes, limits, tracking);
         }
         let parsed = mailparse::parse_mail(bytes).map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
-            headers: collect_headers(&parsed.headers),
+            headers: collect_headers(&parsed.headers, tracking),
             content_type: parsed.ctype.mimetype.to_ascii_lowercase(),
             ..Message::default()
         };
@@ -76,7 +104,7 @@ impl Message {
                 | "message/rfc822-headers" | "message/global-headers" => {
                     if m.original_headers.is_none() {
                         let body = raw_body(part, limits);
-                        m.original_headers = Some(parse_header_block(&body));
+                        m.original_headers = Some(parse_header_block(&body, tracking));
                         if mt.starts_with("message/") {
                             m.attached = Some(body);
                         }
@@ -101,13 +129,13 @@ impl Message {
         Ok(m)
     }
 
-    fn headers_only(bytes: &[u8], limits: &Limits) -> Result<Message, String> {
+    fn headers_only(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
         let (headers, end) =
             mailparse::parse_headers(bytes).map_err(|e| format!("unreadable headers: {e}"))?;
         let body = bytes.get(end..).unwrap_or_default();
         let body = &body[..body.len().min(limits.max_part_bytes)];
         Ok(Message {
-            headers: collect_headers(&headers),
+            headers: collect_headers(&headers, tracking),
             texts: vec![String::from_utf8_lossy(body).into_owned()],
             content_type: "text/plain".into(),
             ..Message::default()
@@ -135,17 +163,45 @@ pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> 
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
-fn collect_headers(h: &[mailparse::MailHeader]) -> Vec<(String, String)> {
-    h.iter().map(|x| (x.get_key().to_ascii_lowercase(), x.get_value())).collect()
+fn collect_headers(h: &[mailparse::MailHeader], tracking: &str) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|x| {
+            let k = x.get_key_ref();
+            let wanted = WANTED_HEADERS.iter().any(|w| k.eq_ignore_ascii_case(w)) || k.eq_ignore_ascii_case(tracking);
+            wanted.then(|| (k.to_ascii_lowercase(), x.get_value()))
+        })
+        .collect()
 }
 
-/// Headers of an embedded message or header block, tolerant of junk before them.
-pub fn parse_header_block(body: &[u8]) -> Vec<(String, String)> {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-    match mailparse::parse_headers(&body[start..]) {
-        Ok((h, _)) => collect_headers(&h),
-        Err(_) => Vec::new(),
+/// Headers of an embedded message or header block, tolerant of junk before
+/// them. Only the wanted headers are parsed: a returned original often carries
+/// dozens of Received lines nobody reads.
+pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<(String, String)> {
+    let mut pos = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let mut out = Vec::new();
+    while pos < body.len() {
+        let rest = &body[pos..];
+        let line_end = memchr::memchr(b'\n', rest).map(|i| i + 1).unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        if line.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            break;
+        }
+        if !line[0].is_ascii_whitespace() {
+            let Some(colon) = memchr::memchr(b':', line) else { break };
+            let key = &line[..colon];
+            let wanted = WANTED_HEADERS.iter().any(|w| key.eq_ignore_ascii_case(w.as_bytes()))
+                || key.eq_ignore_ascii_case(tracking.as_bytes());
+            if wanted {
+                if let Ok((h, consumed)) = mailparse::parse_header(rest) {
+                    out.push((h.get_key().to_ascii_lowercase(), h.get_value()));
+                    pos += consumed.max(1);
+                    continue;
+                }
+            }
+        }
+        pos += line_end;
     }
+    out
 }
 
 /// Every header of a block whose name is `name`, lowercase names compared.

@@ -24,6 +24,15 @@ use serde::Serialize;
 
 pub use text::{find_reply_code, find_smtp_command, find_status};
 
+/// Compiles one of the analysis' own patterns. A roomy lazy-DFA cache keeps the
+/// big case-insensitive alternations on the fast path once warm, and `\b` is
+/// the ASCII word boundary (the Unicode one stops the DFA on non-ASCII text).
+fn rx(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&crate::rules::ascii_word_boundaries(pattern))
+        .dfa_size_limit(8 << 20)
+        .build()
+}
+
 /// Bounds on the work spent on one message.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -173,7 +182,7 @@ impl Analyzer {
 
     fn analyse_nested(&self, raw: &[u8], depth: u8) -> Analysis {
         let (bytes, truncated) = mime::bound_and_normalise(raw, self.limits.max_message_bytes);
-        let mut a = match mime::Message::parse(&bytes, &self.limits) {
+        let mut a = match mime::Message::parse(&bytes, &self.limits, &self.correlation.tracking_header) {
             Ok(msg) => {
                 let a = self.classify(&msg);
                 match &msg.attached {

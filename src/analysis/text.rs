@@ -15,7 +15,7 @@ const MAX_DIAGNOSTIC: usize = 1000;
 const MAX_BLOCK_LINES: usize = 8;
 
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
+    super::rx(concat!(
         r"(?mi)^[\s\-=_*#>]*(?:below this line is a copy of the message|this is a copy of the message|",
         r"a copy of the original message|(?:the )?original message (?:follows|headers?|was)|",
         r"[\-=_*]+\s*original message\s*[\-=_*]+|returned message|unsent message follows|",
@@ -30,26 +30,26 @@ static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:Return-Path|Received|Message-I[dD]|From|Date|Subject|MIME-Version|To|X-[\w-]+|Content-Type|DKIM-Signature|Delivered-To):\s")
+    super::rx(r"^(?:Return-Path|Received|Message-I[dD]|From|Date|Subject|MIME-Version|To|X-[\w-]+|Content-Type|DKIM-Signature|Delivered-To):\s")
         .expect("header line regex")
 });
 
 static STATUS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[245]\.\d{1,3}\.\d{1,3}").expect("status regex"));
-static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[245][0-5]\d").expect("reply regex"));
+    LazyLock::new(|| super::rx(r"[245]\.\d{1,3}\.\d{1,3}").expect("status regex"));
+static REPLY: LazyLock<Regex> = LazyLock::new(|| super::rx(r"[245][0-5]\d").expect("reply regex"));
 
 static TEMPORARY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
+    super::rx(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
         .expect("temporary regex")
 });
 
 static EXCLUDED_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
+    super::rx(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
         .expect("excluded line regex")
 });
 
 static SERVICE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:mailer[-_.]?daemon|postmaster|abuse|hostmaster|webmaster|mail[-_.]?daemon|noreply|no-reply|double-bounce)$")
+    super::rx(r"(?i)^(?:mailer[-_.]?daemon|postmaster|abuse|hostmaster|webmaster|mail[-_.]?daemon|noreply|no-reply|double-bounce)$")
         .expect("service regex")
 });
 
@@ -71,7 +71,7 @@ fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> b
 }
 
 static REPLY_THEN_STATUS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})").expect("reply+status regex")
+    super::rx(r"[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})").expect("reply+status regex")
 });
 
 /// The RFC 3463 enhanced status code of a text: the one a remote server gave
@@ -98,43 +98,49 @@ pub fn first_status(s: &str) -> Option<EnhancedStatus> {
 }
 
 static SMTP_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i)(?P<inreply>in reply to (?:the )?)?(?:",
-        r"(?P<data>end of data|data command|>>> data|final data|our data|after data\b)|",
-        r"(?P<rcpt>rcpt to|does not like recipient|our rcpt)|",
-        r"(?P<mail>mail from|sender was rejected|our mail from)|",
-        r"(?P<helo>\b(?:helo|ehlo)\b)|",
-        r"(?P<connect>refused to talk to me|initial (?:greeting|connection)|during connect))"
+    super::rx(concat!(
+        r"(?i)(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
+        r"rcpt to|does not like recipient|our rcpt|mail from|sender was rejected|our mail from|",
+        r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
     ))
     .expect("smtp command regex")
 });
+
+/// Which command a mention of [`SMTP_COMMAND`] names (a plain search, no captures: cheap).
+fn command_named(mention: &str) -> crate::model::SmtpCommand {
+    use crate::model::SmtpCommand as C;
+    let m = mention.to_ascii_lowercase();
+    if m.contains("data") {
+        C::Data
+    } else if m.contains("rcpt") || m.contains("recipient") {
+        C::RcptTo
+    } else if m.contains("mail from") || m.contains("sender") {
+        C::MailFrom
+    } else if m.contains("helo") || m.contains("ehlo") {
+        C::Helo
+    } else {
+        C::Connect
+    }
+}
 
 /// The SMTP command a failure answered, from the words around it: the mention
 /// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
-    use crate::model::SmtpCommand as C;
+    if !SMTP_COMMAND.is_match(s) {
+        return None;
+    }
     let reply_at = reply_code_at(s).map(|(p, _)| p);
-    let mut best: Option<(usize, C)> = None;
+    let mut best: Option<(usize, crate::model::SmtpCommand)> = None;
     let mut last = None;
-    for c in SMTP_COMMAND.captures_iter(s) {
-        let Some(m) = c.get(0) else { continue };
-        let cmd = if c.name("data").is_some() {
-            C::Data
-        } else if c.name("rcpt").is_some() {
-            C::RcptTo
-        } else if c.name("mail").is_some() {
-            C::MailFrom
-        } else if c.name("helo").is_some() {
-            C::Helo
-        } else {
-            C::Connect
-        };
+    for m in SMTP_COMMAND.find_iter(s) {
+        let cmd = command_named(m.as_str());
         last = Some(cmd);
         let Some(p) = reply_at else { continue };
-        let distance = match c.name("inreply") {
-            Some(_) if m.start() > p => m.start() - p,
-            None if m.start() < p => p - m.start(),
+        let in_reply = m.as_str().get(..8).is_some_and(|x| x.eq_ignore_ascii_case("in reply"));
+        let distance = match in_reply {
+            true if m.start() > p => m.start() - p,
+            false if m.start() < p => p - m.start(),
             _ => continue,
         };
         if best.is_none_or(|(d, _)| distance < d) {
@@ -202,7 +208,10 @@ fn header_block_start(t: &str) -> Option<usize> {
     let mut pos = 0;
     for line in t.split_inclusive('\n') {
         let l = line.trim_end();
-        if HEADER_LINE.is_match(l) {
+        // cheap pre-check: a header line starts with a capital and has a colon early
+        let maybe_header = l.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
+            && l.as_bytes().iter().take(40).any(|&b| b == b':');
+        if maybe_header && HEADER_LINE.is_match(l) {
             if run == 0 {
                 run_start = pos;
             }
@@ -228,7 +237,7 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
         }
         let from = start.unwrap_or(0);
         if let Some(h) = header_block_start(&t[from..]) {
-            let block = mime::parse_header_block(t[from + h..].as_bytes());
+            let block = mime::parse_header_block(t[from + h..].as_bytes(), &msg.tracking_header);
             if !block.is_empty() {
                 return Some(block);
             }
@@ -246,15 +255,7 @@ fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
             ex.extend(headers::all_addresses(v));
         }
     }
-    let inline;
-    let orig = match &msg.original_headers {
-        Some(h) => Some(h.as_slice()),
-        None => {
-            inline = inline_original(msg);
-            inline.as_deref()
-        }
-    };
-    if let Some(h) = orig {
+    if let Some(h) = msg.original() {
         for name in ["from", "return-path", "sender", "reply-to"] {
             for v in mime::header_values(h, name) {
                 ex.extend(headers::all_addresses(v));
@@ -265,7 +266,7 @@ fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
 }
 
 static RECIPIENT_LIST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
+    super::rx(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
         .expect("recipient list regex")
 });
 
@@ -355,17 +356,17 @@ fn is_bare_address_line(l: &str) -> bool {
     !t.contains(' ') || t.split_whitespace().count() <= 3
 }
 
+/// ASCII case-insensitive substring test: addresses differ in case between
+/// a DSN field and the transcript quoting it.
 fn contains_ci(hay: &str, needle_lower: &str) -> bool {
-    if hay.len() < needle_lower.len() {
+    let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
+    let Some(&first) = n.first() else { return true };
+    if h.len() < n.len() {
         return false;
     }
-    if hay.is_ascii() {
-        hay.as_bytes()
-            .windows(needle_lower.len())
-            .any(|w| w.eq_ignore_ascii_case(needle_lower.as_bytes()))
-    } else {
-        hay.to_lowercase().contains(needle_lower)
-    }
+    let candidates = &h[..=h.len() - n.len()];
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), candidates)
+        .any(|i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 fn push_collapsed(out: &mut String, line: &str) {
@@ -426,15 +427,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     let lines: Vec<&str> = region.lines().collect();
     if rcpts.is_empty() && signals.strong() {
         // A report that names nobody: the original's recipient is the one who failed.
-        let inline;
-        let orig = match msg.original_headers.as_deref() {
-            Some(h) => Some(h),
-            None => {
-                inline = inline_original(msg);
-                inline.as_deref()
-            }
-        };
-        if let Some(to) = orig.and_then(|h| mime::first_header(h, "to")) {
+        if let Some(to) = msg.original().and_then(|h| mime::first_header(h, "to")) {
             rcpts.extend(
                 headers::all_addresses(to)
                     .into_iter()
@@ -478,7 +471,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
 }
 
 static FAILURE_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
+    super::rx(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
         .expect("failure phrase regex")
 });
 

@@ -141,7 +141,7 @@ impl RuleSet {
         }
         // stable: equal priorities keep file order
         rules.sort_by_key(|r| r.priority);
-        let set = RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
+        let set = RegexSetBuilder::new(rules.iter().map(|r| ascii_word_boundaries(&r.pattern)))
             .case_insensitive(true)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
@@ -285,6 +285,28 @@ fn adjust_for_context(mut v: Verdict, cmd: Option<SmtpCommand>, status: Option<E
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
     v
+}
+
+/// `\\b` as an ASCII word boundary: the Unicode one stops the lazy DFA on
+/// any non-ASCII text and sends the whole set to the slow PikeVM.
+pub(crate) fn ascii_word_boundaries(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('b') => out.push_str("(?-u:\\b)"),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn domain_in_scope(domain: &str, scope: &str) -> bool {
