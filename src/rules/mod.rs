@@ -6,6 +6,9 @@ use crate::analysis::RecipientReport;
 use crate::model::{BounceType, Category, Reason};
 use serde::{Deserialize, Serialize};
 
+mod file;
+pub use file::{load_file, to_toml};
+
 /// One qualification rule, as stored in `config/rules.toml` and in PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
