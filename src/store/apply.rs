@@ -498,7 +498,7 @@ impl Store {
     fn log_link(&self, r: &PgRow) -> Result<LogLink> {
         let get = |e| StoreError::Sqlx {
             context: "reading correlation",
-            source: e,
+            cause: e,
         };
         Ok(LogLink {
             id: r.try_get(1).map_err(get)?,
@@ -808,7 +808,7 @@ const ADDRESS_COLUMNS: &str = "address, status, error_count, first_error_at, las
 pub(crate) fn address_from_row(r: &PgRow) -> Result<(String, AddressRow)> {
     let get = |e| StoreError::Sqlx {
         context: "reading an address",
-        source: e,
+        cause: e,
     };
     let status: String = r.try_get("status").map_err(get)?;
     let row = AddressRow {
@@ -1000,7 +1000,7 @@ pub(crate) fn clip(s: &str, max: usize) -> &str {
 fn is_deadlock(e: &StoreError) -> bool {
     match e {
         StoreError::Sqlx {
-            source: sqlx::Error::Database(db),
+            cause: sqlx::Error::Database(db),
             ..
         } => db.code().as_deref() == Some("40P01"),
         _ => false,

@@ -34,7 +34,7 @@ use crate::config::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,18 +47,18 @@ pub enum StoreError {
         "no database configured: set [database] url in the settings file or INMAIL__DATABASE__URL"
     )]
     NoUrl,
-    #[error("invalid database url {url}: {source}")]
-    BadUrl { url: String, source: sqlx::Error },
-    #[error("PostgreSQL at {url} is unreachable: {source}")]
-    Unreachable { url: String, source: sqlx::Error },
+    #[error("invalid database url {url}: {cause}")]
+    BadUrl { url: String, cause: sqlx::Error },
+    #[error("PostgreSQL at {url} is unreachable: {cause}")]
+    Unreachable { url: String, cause: sqlx::Error },
     #[error("the database is not migrated ({detail}): run `inmail migrate`")]
     NotMigrated { detail: String },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database error while {context}: {source}")]
+    #[error("database error while {context}: {cause}")]
     Sqlx {
         context: &'static str,
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     #[error("rule {id}: {error}")]
     InvalidRule { id: String, error: String },
@@ -80,7 +80,7 @@ pub(crate) trait SqlContext<T> {
 }
 impl<T> SqlContext<T> for std::result::Result<T, sqlx::Error> {
     fn ctx(self, context: &'static str) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlx { context, source })
+        self.map_err(|cause| StoreError::Sqlx { context, cause })
     }
 }
 
@@ -119,21 +119,27 @@ impl Store {
     pub async fn connect(db: &DatabaseSettings, settings: StoreSettings) -> Result<Self> {
         let url = db.url.as_ref().ok_or(StoreError::NoUrl)?;
         let masked = mask_url_password(url.expose_secret());
-        let opts = PgConnectOptions::from_str(url.expose_secret()).map_err(|source| {
+        let opts = PgConnectOptions::from_str(url.expose_secret()).map_err(|cause| {
             StoreError::BadUrl {
                 url: masked.clone(),
-                source,
+                cause,
             }
         })?;
+        // A single probe connection first: a pool reports any failure as a
+        // bare "timed out", hiding "connection refused" or a bad password.
+        let timeout = Duration::from_secs(db.connect_timeout_secs.max(1));
+        let unreachable = |cause| StoreError::Unreachable { url: masked.clone(), cause };
+        let probe = tokio::time::timeout(timeout, PgConnection::connect_with(&opts))
+            .await
+            .map_err(|_| unreachable(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())))?
+            .map_err(unreachable)?;
+        probe.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(db.connect_timeout_secs.max(1)))
+            .acquire_timeout(timeout)
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Unreachable {
-                url: masked,
-                source,
-            })?;
+            .map_err(unreachable)?;
         Ok(Self { pool, settings })
     }
 

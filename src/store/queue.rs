@@ -255,7 +255,7 @@ pub fn category_for_reason(reason: Reason) -> Category {
 fn qualification_from_row(r: &PgRow) -> Result<Qualification> {
     let get = |e| StoreError::Sqlx {
         context: "reading a qualification",
-        source: e,
+        cause: e,
     };
     let status: String = r.try_get("status").map_err(get)?;
     Ok(Qualification {

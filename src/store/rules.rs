@@ -61,7 +61,7 @@ pub(crate) fn validate_rule(rule: &Rule) -> Result<()> {
 fn stored_rule_from_row(r: &PgRow) -> Result<StoredRule> {
     let get = |e| StoreError::Sqlx {
         context: "reading a rule",
-        source: e,
+        cause: e,
     };
     let id: String = r.try_get("id").map_err(get)?;
     let invalid = |error: String| StoreError::InvalidRule {
