@@ -182,7 +182,10 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INMAIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Another command path may have installed one already; that one wins.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
@@ -209,18 +212,29 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         DbCommand::Requalify => {
             let set = rule_set(settings, &store).await?;
             let s = store.requalify(|text| matcher(&set, text)).await?;
-            println!("{} queued texts checked, {} now explained by a rule", s.checked, s.matched);
+            println!(
+                "{} queued texts checked, {} now explained by a rule",
+                s.checked, s.matched
+            );
             Ok(0)
         }
         DbCommand::Report(args) => report(&store, args, now).await,
         DbCommand::Deliveries(DeliveriesCommand::Import { file }) => {
             let s = if file.as_os_str() == "-" {
-                store.import_deliveries_csv(std::io::stdin().lock(), now).await?
+                store
+                    .import_deliveries_csv(std::io::stdin().lock(), now)
+                    .await?
             } else {
-                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-                store.import_deliveries_csv(std::io::BufReader::new(f), now).await?
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                store
+                    .import_deliveries_csv(std::io::BufReader::new(f), now)
+                    .await?
             };
-            println!("{} delivery logs imported ({} deliveries)", s.rows, s.deliveries);
+            println!(
+                "{} delivery logs imported ({} deliveries)",
+                s.rows, s.deliveries
+            );
             Ok(0)
         }
         DbCommand::Cleanup => {
@@ -352,7 +366,11 @@ fn print_no_recipient(out: &mut impl Write, input: &BounceInput, json: bool) -> 
         });
         writeln!(out, "{v}")?;
     } else {
-        writeln!(out, "{} -: {} (no failed recipient)", input.source, input.analysis.kind)?;
+        writeln!(
+            out,
+            "{} -: {} (no failed recipient)",
+            input.source, input.analysis.kind
+        )?;
     }
     Ok(())
 }
@@ -424,7 +442,14 @@ fn print_address(i: &AddressInfo) {
     println!("release at:   {}", opt_time(i.release_at));
     println!("events (most recent first):");
     for e in &i.events {
-        let why = if e.counted { "counted".into() } else { format!("not counted: {}", e.not_counted_why.as_deref().unwrap_or("-")) };
+        let why = if e.counted {
+            "counted".into()
+        } else {
+            format!(
+                "not counted: {}",
+                e.not_counted_why.as_deref().unwrap_or("-")
+            )
+        };
         println!(
             "  {} {} {}/{} rule={} correlated={} {}->{} errors={}->{} {} {}",
             e.occurred_at.to_rfc3339(),
@@ -505,7 +530,9 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
 async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Result<i32> {
     match cmd {
         QualificationsCommand::List { all, json } => {
-            let rows = store.list_qualifications((!all).then_some(QualificationStatus::ToQualify)).await?;
+            let rows = store
+                .list_qualifications((!all).then_some(QualificationStatus::ToQualify))
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(0);
@@ -522,8 +549,15 @@ async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Re
                 );
             }
         }
-        QualificationsCommand::Keep { id, bounce_type, reason, category } => {
-            let rule = store.keep_qualification(id, bounce_type, reason, category).await?;
+        QualificationsCommand::Keep {
+            id,
+            bounce_type,
+            reason,
+            category,
+        } => {
+            let rule = store
+                .keep_qualification(id, bounce_type, reason, category)
+                .await?;
             println!("rule {} created: {}", rule.id, rule.pattern);
         }
         QualificationsCommand::Ignore { id } => {
@@ -538,7 +572,9 @@ async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Re
 pub fn parse_period(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("{s:?}: expected a number followed by s, m, h, d or w"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("{s:?}: expected a number followed by s, m, h, d or w"))?;
     Ok(match unit {
         "s" => Duration::seconds(n),
         "m" => Duration::minutes(n),
@@ -563,14 +599,24 @@ async fn report(store: &Store, args: ReportArgs, now: DateTime<Utc>) -> anyhow::
 }
 
 fn print_report(r: &Report) {
-    println!("bounces from {} to {}", r.since.to_rfc3339(), r.until.to_rfc3339());
+    println!(
+        "bounces from {} to {}",
+        r.since.to_rfc3339(),
+        r.until.to_rfc3339()
+    );
     println!("\nby type and reason:");
     for row in &r.by_reason {
-        println!("  {:<8} {:<18} {:>8}", row.bounce_type, row.reason, row.count);
+        println!(
+            "  {:<8} {:<18} {:>8}",
+            row.bounce_type, row.reason, row.count
+        );
     }
     println!("\nby recipient domain:            hard     soft  ignored  sender-side");
     for d in &r.by_domain {
-        println!("  {:<28} {:>6} {:>8} {:>8} {:>12}", d.domain, d.hard, d.soft, d.ignored, d.sender_side);
+        println!(
+            "  {:<28} {:>6} {:>8} {:>8} {:>12}",
+            d.domain, d.hard, d.soft, d.ignored, d.sender_side
+        );
     }
     println!(
         "\nquarantined {}, denylisted {}, released {}, uncorrelated bounces {}",
@@ -582,10 +628,20 @@ fn print_report_csv(r: &Report) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
     w.write_record(["section", "key", "type", "count"])?;
     for row in &r.by_reason {
-        w.write_record(["reason", row.reason.as_str(), row.bounce_type.as_str(), &row.count.to_string()])?;
+        w.write_record([
+            "reason",
+            row.reason.as_str(),
+            row.bounce_type.as_str(),
+            &row.count.to_string(),
+        ])?;
     }
     for d in &r.by_domain {
-        for (t, n) in [("hard", d.hard), ("soft", d.soft), ("ignored", d.ignored), ("sender_side", d.sender_side)] {
+        for (t, n) in [
+            ("hard", d.hard),
+            ("soft", d.soft),
+            ("ignored", d.ignored),
+            ("sender_side", d.sender_side),
+        ] {
             w.write_record(["domain", d.domain.as_str(), t, &n.to_string()])?;
         }
     }

@@ -41,7 +41,10 @@ pub fn messages(paths: &[PathBuf]) -> anyhow::Result<Messages> {
             anyhow::bail!("{}: no such file or directory", p.display());
         }
     }
-    Ok(Messages { inputs, pending: VecDeque::new() })
+    Ok(Messages {
+        inputs,
+        pending: VecDeque::new(),
+    })
 }
 
 impl Iterator for Messages {
@@ -59,7 +62,10 @@ impl Iterator for Messages {
                 }
                 Input::Stdin => {
                     let mut buf = Vec::new();
-                    let raw = std::io::stdin().read_to_end(&mut buf).map(|_| buf).context("reading standard input");
+                    let raw = std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map(|_| buf)
+                        .context("reading standard input");
                     ("-".to_owned(), raw)
                 }
             };
@@ -80,7 +86,11 @@ fn is_maildir(dir: &Path) -> bool {
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if is_maildir(dir) {
         for sub in ["cur", "new"] {
-            out.extend(sorted_entries(&dir.join(sub))?.into_iter().filter(|p| p.is_file()));
+            out.extend(
+                sorted_entries(&dir.join(sub))?
+                    .into_iter()
+                    .filter(|p| p.is_file()),
+            );
         }
         return Ok(());
     }
@@ -109,12 +119,18 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// One message, or several when the input is an mbox.
 fn split_input(name: &str, raw: Vec<u8>) -> Vec<Message> {
     if !raw.starts_with(b"From ") {
-        return vec![Message { source: name.to_owned(), raw }];
+        return vec![Message {
+            source: name.to_owned(),
+            raw,
+        }];
     }
     split_mbox(&raw)
         .into_iter()
         .enumerate()
-        .map(|(i, raw)| Message { source: format!("{name}#{}", i + 1), raw })
+        .map(|(i, raw)| Message {
+            source: format!("{name}#{}", i + 1),
+            raw,
+        })
         .collect()
 }
 
@@ -129,8 +145,13 @@ pub fn split_mbox(raw: &[u8]) -> Vec<Vec<u8>> {
             current = Some(Vec::new());
             continue;
         }
-        let Some(msg) = current.as_mut() else { continue };
-        let quoted = line.iter().position(|b| *b != b'>').is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
+        let Some(msg) = current.as_mut() else {
+            continue;
+        };
+        let quoted = line
+            .iter()
+            .position(|b| *b != b'>')
+            .is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
         msg.extend_from_slice(if quoted { &line[1..] } else { line });
     }
     out.extend(current);

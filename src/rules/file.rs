@@ -15,7 +15,10 @@ struct RulesFile {
 /// Reads and checks a rules file: every pattern compiles (case-insensitive,
 /// as the engine matches) and ids are unique.
 pub fn load_file(path: &Path) -> Result<Vec<Rule>, RulesError> {
-    let file_error = |message: String| RulesError::File { path: path.display().to_string(), message };
+    let file_error = |message: String| RulesError::File {
+        path: path.display().to_string(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let parsed: RulesFile = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
     let mut ids = HashSet::new();
@@ -26,13 +29,21 @@ pub fn load_file(path: &Path) -> Result<Vec<Rule>, RulesError> {
         regex::RegexBuilder::new(&r.pattern)
             .case_insensitive(true)
             .build()
-            .map_err(|source| RulesError::BadPattern { id: r.id.clone(), source })?;
+            .map_err(|source| RulesError::BadPattern {
+                id: r.id.clone(),
+                source,
+            })?;
     }
     Ok(parsed.rule)
 }
 
 /// Writes rules in the file format (for `inmail rules export`).
 pub fn to_toml(rules: &[Rule]) -> Result<String, RulesError> {
-    toml::to_string(&RulesFile { rule: rules.to_vec() })
-        .map_err(|e| RulesError::File { path: "-".into(), message: e.to_string() })
+    toml::to_string(&RulesFile {
+        rule: rules.to_vec(),
+    })
+    .map_err(|e| RulesError::File {
+        path: "-".into(),
+        message: e.to_string(),
+    })
 }

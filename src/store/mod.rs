@@ -128,7 +128,10 @@ impl Store {
         // A single probe connection first: a pool reports any failure as a
         // bare "timed out", hiding "connection refused" or a bad password.
         let timeout = Duration::from_secs(db.connect_timeout_secs.max(1));
-        let unreachable = |cause| StoreError::Unreachable { url: masked.clone(), cause };
+        let unreachable = |cause| StoreError::Unreachable {
+            url: masked.clone(),
+            cause,
+        };
         let probe = tokio::time::timeout(timeout, PgConnection::connect_with(&opts))
             .await
             .map_err(|_| unreachable(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())))?
