@@ -294,6 +294,17 @@ string_enum!(
 );
 
 string_enum!(
+    /// The SMTP command the remote server was answering when it refused.
+    SmtpCommand, "SMTP command" {
+        Connect => "connect",
+        Helo => "helo",
+        MailFrom => "mail_from",
+        RcptTo => "rcpt_to",
+        Data => "data",
+    }
+);
+
+string_enum!(
     /// The fine-grained cause of a failure. Each has a default type and reason
     /// ([`Category::default_verdict`]) and says whether the sender, not the
     /// recipient, is at fault ([`Category::sender_side`]). This table is the one

@@ -5,9 +5,24 @@
 //! This is the only module that uses `mailparse`. It never panics on input and
 //! bounds the work per message ([`Limits`]): a capped message is analysed on its
 //! first bytes and the result says `truncated`.
+//!
+//! The order of the checks matters: structured reports (RFC 3464 DSN, RFC 5965
+//! ARF) are trusted first, then auto-replies, then the free-text bounces of
+//! MTAs that predate or ignore RFC 3464 ([`text`]), and only a message with a
+//! bounce's envelope *and* a failure in its text is a bounce.
 
-use crate::model::{Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode};
+mod dsn;
+mod headers;
+mod mime;
+mod ses;
+mod text;
+
+use crate::model::{
+    Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode, SmtpCommand,
+};
 use serde::Serialize;
+
+pub use text::{find_reply_code, find_smtp_command, find_status};
 
 /// Bounds on the work spent on one message.
 #[derive(Debug, Clone)]
@@ -47,12 +62,16 @@ impl Default for Correlation {
     fn default() -> Self {
         Self {
             tracking_header: "X-Inmail-Id".into(),
-            verp_pattern: regex::Regex::new(DEFAULT_VERP_PATTERN).expect("default VERP pattern compiles"),
+            verp_pattern: regex::Regex::new(DEFAULT_VERP_PATTERN)
+                .expect("the built-in VERP pattern compiles"),
         }
     }
 }
 
-pub const DEFAULT_VERP_PATTERN: &str = r"^[^+@]+\+(?P<local>[^=@]+)=(?P<domain>[^=@+]+)@";
+/// `bounces+alice=example.com@…` → `alice@example.com`; an optional signed
+/// token comes first: `bounces+TOKEN.alice=example.com@…`.
+pub const DEFAULT_VERP_PATTERN: &str =
+    r"^[^+@]+\+(?:(?P<token>[0-9a-fA-F]{8,64})\.)?(?P<local>[^=@]+)=(?P<domain>[^=@+]+)@";
 
 #[derive(Debug, Clone, Default)]
 pub struct Analyzer {
@@ -89,6 +108,8 @@ pub struct RecipientReport {
     pub status_inferred: bool,
     pub reply_code: Option<ReplyCode>,
     pub diagnostic: Option<String>,
+    /// The command the remote server refused, when the bounce says.
+    pub smtp_command: Option<SmtpCommand>,
     pub remote_mta: Option<String>,
     pub last_attempt: Option<String>,
     /// What the message's structure alone says (auto-reply, complaint, delay,
@@ -97,6 +118,10 @@ pub struct RecipientReport {
     /// DSN fields this parser does not interpret, kept as they came.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_fields: Vec<(String, String)>,
+    /// The bounce's human-readable text, for rules when the diagnostic alone
+    /// explains nothing. Not serialised: it can be long and is per message.
+    #[serde(skip)]
+    pub context: Option<std::sync::Arc<str>>,
 }
 
 impl RecipientReport {
@@ -109,10 +134,12 @@ impl RecipientReport {
             status_inferred: false,
             reply_code: None,
             diagnostic: None,
+            smtp_command: None,
             remote_mta: None,
             last_attempt: None,
             hint: None,
             extra_fields: Vec::new(),
+            context: None,
         }
     }
 }
@@ -141,7 +168,150 @@ impl Analyzer {
 
     /// Analyse one raw message. Never panics; problems land in `error`.
     pub fn analyse(&self, raw: &[u8]) -> Analysis {
-        let _ = raw;
-        Analysis::empty(MessageKind::NotBounce)
+        self.analyse_nested(raw, 0)
+    }
+
+    fn analyse_nested(&self, raw: &[u8], depth: u8) -> Analysis {
+        let (bytes, truncated) = mime::bound_and_normalise(raw, self.limits.max_message_bytes);
+        let mut a = match mime::Message::parse(&bytes, &self.limits) {
+            Ok(msg) => {
+                let a = self.classify(&msg);
+                match &msg.attached {
+                    // A gateway that forwards the real bounce as an attachment.
+                    Some(inner) if depth == 0 && matches!(a.kind, MessageKind::NotBounce | MessageKind::Bounce) => {
+                        let b = self.analyse_nested(inner, depth + 1);
+                        let better = match a.kind {
+                            MessageKind::NotBounce => matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce),
+                            _ => b.kind == MessageKind::Dsn,
+                        };
+                        if better { b } else { a }
+                    }
+                    _ => a,
+                }
+            }
+            Err(e) => {
+                let mut a = Analysis::empty(MessageKind::NotBounce);
+                a.error = Some(e);
+                a
+            }
+        };
+        a.truncated = truncated;
+        if a.recipients.len() > self.limits.max_recipients {
+            a.recipients.truncate(self.limits.max_recipients);
+            a.truncated = true;
+        }
+        if a.recipients.is_empty() && a.kind != MessageKind::NotBounce {
+            a.kind = MessageKind::NotBounce;
+        }
+        a
+    }
+
+    fn classify(&self, msg: &mime::Message) -> Analysis {
+        let mut a = Analysis::empty(MessageKind::NotBounce);
+        a.subject = msg.header("subject");
+        a.from = msg.header("from");
+        a.original = headers::original_ref(msg, &self.correlation);
+
+        if let Some(report) = &msg.feedback_report {
+            arf(msg, report, &mut a);
+            if !a.recipients.is_empty() {
+                return a;
+            }
+        }
+        if let Some(addr) = headers::complaint_without_report(msg) {
+            complaint(&mut a, addr, "abuse");
+            return a;
+        }
+        if let Some(addr) = headers::unsubscribe_request(msg) {
+            complaint(&mut a, addr, "opt-out");
+            return a;
+        }
+        if !msg.delivery_status.is_empty() {
+            dsn::parse_reports(msg, &mut a);
+            if !a.recipients.is_empty() {
+                a.kind = MessageKind::Dsn;
+                return a;
+            }
+        }
+        if let Some(t) = msg.texts.first() {
+            if ses::parse(t, &self.correlation.tracking_header, &mut a) {
+                return a;
+            }
+        }
+        let signals = headers::bounce_signals(msg);
+        if !signals.is_bounce() {
+            if headers::is_auto_reply(msg) {
+                auto_reply(msg, &mut a);
+            }
+            return a;
+        }
+        text::parse_bounce(msg, &signals, &mut a);
+        let auto_replied = headers::is_auto_reply(msg);
+        if auto_replied && !signals.report && signals.failed_recipients.is_empty() && !text::has_smtp_evidence(&a) {
+            // Prose about a failure, from an auto-responder, without a single
+            // SMTP code: too weak to act on; it is an automatic reply.
+            a.recipients.clear();
+        }
+        if a.recipients.is_empty() && auto_replied {
+            auto_reply(msg, &mut a);
+        } else if !a.recipients.is_empty() {
+            a.kind = MessageKind::Bounce;
+        }
+        a
+    }
+}
+
+fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
+    let Some(addr) = msg.header("from").and_then(|f| headers::first_address(&f)) else {
+        return;
+    };
+    let mut r = RecipientReport::new(addr);
+    r.hint = Some(Category::AutoReply);
+    r.diagnostic = msg.header("subject");
+    a.kind = MessageKind::AutoReply;
+    a.recipients.push(r);
+}
+
+fn complaint(a: &mut Analysis, addr: EmailAddress, feedback_type: &str) {
+    a.kind = MessageKind::Arf;
+    a.feedback_type = Some(feedback_type.to_string());
+    let mut r = RecipientReport::new(addr);
+    r.hint = Some(Category::SpamComplaint);
+    r.diagnostic = Some(format!("feedback-type: {feedback_type}"));
+    a.recipients.push(r);
+}
+
+fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
+    let fields = dsn::parse_fields(report);
+    let mut addrs: Vec<EmailAddress> = Vec::new();
+    for (k, v) in &fields {
+        match k.as_str() {
+            "feedback-type" => a.feedback_type = Some(v.trim().to_ascii_lowercase()),
+            "original-rcpt-to" | "removal-recipient" => {
+                if let Some(ad) = headers::first_address(v) {
+                    if !addrs.contains(&ad) {
+                        addrs.push(ad);
+                    }
+                }
+            }
+            "reported-domain" | "source-ip" | "user-agent" => {}
+            _ => {}
+        }
+    }
+    if addrs.is_empty() {
+        // The complainant is the recipient of the returned message.
+        if let Some(orig) = &msg.original_headers {
+            if let Some(to) = mime::header_value(orig, "to") {
+                addrs.extend(headers::all_addresses(&to));
+            }
+        }
+    }
+    a.kind = MessageKind::Arf;
+    let diag = a.feedback_type.clone().map(|t| format!("feedback-type: {t}"));
+    for ad in addrs {
+        let mut r = RecipientReport::new(ad);
+        r.hint = Some(Category::SpamComplaint);
+        r.diagnostic = diag.clone();
+        a.recipients.push(r);
     }
 }

@@ -4,7 +4,7 @@
 //! `cli::run` is synchronous, so each command builds its own tokio runtime.
 
 use super::inputs;
-use crate::analysis::{Analyzer, Correlation, Limits, RecipientReport};
+use crate::analysis::RecipientReport;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, EmailAddress, Reason};
 use crate::rules::{self, Rule, RuleSet};
@@ -259,31 +259,17 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
     }
 }
 
-pub fn analyzer(settings: &Settings) -> anyhow::Result<Analyzer> {
-    let a = &settings.analysis;
-    let c = &settings.correlation;
-    let limits = Limits {
-        max_message_bytes: a.max_message_bytes,
-        max_part_bytes: a.max_part_bytes,
-        max_parts: a.max_parts,
-        max_recipients: a.max_recipients,
-    };
-    let correlation = Correlation {
-        tracking_header: c.tracking_header.clone(),
-        verp_pattern: regex::Regex::new(&c.verp_pattern).context("correlation.verp_pattern")?,
-    };
-    Ok(Analyzer::new(limits, correlation))
-}
-
-/// The database rules; the rules file of the settings when the database has none.
+/// The database rules; when the database has none, the settings' rules
+/// file, else the bundled default set.
 async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet> {
-    let mut rules = store.load_rules().await?;
-    if rules.is_empty() {
-        if let Some(file) = &settings.analysis.rules_file {
-            rules = rules::load_file(file)?;
-        }
+    let rules = store.load_rules().await?;
+    if !rules.is_empty() {
+        return Ok(RuleSet::compile(rules)?);
     }
-    Ok(RuleSet::compile(rules)?)
+    match &settings.analysis.rules_file {
+        Some(file) => Ok(RuleSet::compile(rules::load_file(file)?)?),
+        None => Ok(RuleSet::default_set()),
+    }
 }
 
 /// Qualifies a bare text (no recipient domain: domain-scoped rules do not apply).
@@ -298,33 +284,41 @@ fn matcher(set: &RuleSet, text: &str) -> Option<String> {
 async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow::Result<i32> {
     let batch_size = args.batch.max(1);
     let set = rule_set(settings, store).await?;
-    let analyzer = analyzer(settings)?;
-    let messages = inputs::messages(&args.paths)?;
+    let analyzer = super::qualify::analyzer_from(settings)?;
+    let (files, errors) = inputs::expand(&args.paths);
+    for e in &errors {
+        eprintln!("inmail: cannot read {e}");
+    }
     // Analysis runs on a blocking thread while the previous batch is applied.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BounceInput>>(2);
-    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-        let mut failures = 0;
+    let producer = tokio::task::spawn_blocking(move || -> usize {
+        let mut failures = errors.len();
         let mut batch = Vec::with_capacity(batch_size);
-        for m in messages {
-            let m = match m {
+        for f in &files {
+            let messages = match inputs::read(f) {
                 Ok(m) => m,
                 Err(e) => {
-                    eprintln!("inmail: {e:#}");
+                    eprintln!("inmail: cannot read {e}");
                     failures += 1;
                     continue;
                 }
             };
-            let analysis = analyzer.analyse(&m.raw);
-            let verdicts = analysis.recipients.iter().map(|r| set.qualify(r)).collect();
-            batch.push(BounceInput::new(&m.raw, m.source, analysis, verdicts));
-            if batch.len() == batch_size && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-                return Ok(failures);
+            for m in messages {
+                let analysis = analyzer.analyse(&m.data);
+                let verdicts = analysis.recipients.iter().map(|r| set.qualify(r)).collect();
+                batch.push(BounceInput::new(&m.data, m.source, analysis, verdicts));
+                if batch.len() == batch_size
+                    && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                {
+                    // The applying side stopped on an error, which it reports.
+                    return failures;
+                }
             }
         }
         if !batch.is_empty() {
             let _ = tx.blocking_send(batch);
         }
-        Ok(failures)
+        failures
     });
     let started = std::time::Instant::now();
     let (mut messages_done, mut recipients, mut duplicates) = (0usize, 0usize, 0usize);
@@ -346,7 +340,7 @@ async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow:
         messages_done += batch.len();
     }
     out.flush()?;
-    let failures = producer.await.context("the analysis thread failed")??;
+    let failures = producer.await.context("the analysis thread failed")?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "ingested {messages_done} messages ({recipients} recipients, {duplicates} duplicate) in {secs:.2}s = {:.0} messages/s",
@@ -522,7 +516,7 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
             let s = store.import_rules(&rules).await?;
             println!("{} rules inserted, {} updated", s.inserted, s.updated);
         }
-        RulesCommand::Export => print!("{}", rules::to_toml(&store.export_rules().await?)?),
+        RulesCommand::Export => print!("{}", rules_toml(store.export_rules().await?)?),
     }
     Ok(0)
 }
@@ -655,4 +649,13 @@ fn print_report_csv(r: &Report) -> anyhow::Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// The rules file format (`[[rule]]` tables), for `rules export`.
+fn rules_toml(rule: Vec<Rule>) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct RulesFile {
+        rule: Vec<Rule>,
+    }
+    Ok(toml::to_string(&RulesFile { rule })?)
 }

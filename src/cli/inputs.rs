@@ -1,192 +1,136 @@
-//! The messages named on a command line: files, folders (walked recursively
-//! in name order; a maildir yields `cur/` then `new/`), mbox files (split on
-//! `From ` lines) and `-` for standard input (one message or an mbox).
+//! What the commands read: message files, folders (plain or maildir, in sorted
+//! order), mbox files (`path#n`), or `-` for standard input.
 
-use anyhow::Context;
-use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// One raw message and where it came from (`path`, or `path#N` in an mbox).
-#[derive(Debug)]
-pub struct Message {
+/// One message to analyse.
+pub struct Input {
+    /// File path; `path#n` for the n-th message of an mbox; `-` for stdin.
     pub source: String,
-    pub raw: Vec<u8>,
+    pub data: Vec<u8>,
 }
 
-enum Input {
-    File(PathBuf),
-    Stdin,
+/// A path that could not be read, reported without stopping the others.
+#[derive(Debug)]
+pub struct InputError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
 }
 
-/// Yields every message under `paths`, in order. Folders are listed when
-/// this is created; files are read as they are reached.
-pub struct Messages {
-    inputs: VecDeque<Input>,
-    pending: VecDeque<Message>,
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
 }
 
-pub fn messages(paths: &[PathBuf]) -> anyhow::Result<Messages> {
-    let mut inputs = VecDeque::new();
+/// Expands the command-line paths into message files, in a stable order.
+pub fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<InputError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
-            inputs.push_back(Input::Stdin);
-        } else if p.is_dir() {
-            let mut files = Vec::new();
-            walk(p, &mut files).with_context(|| format!("listing {}", p.display()))?;
-            inputs.extend(files.into_iter().map(Input::File));
-        } else if p.is_file() {
-            inputs.push_back(Input::File(p.clone()));
-        } else {
-            anyhow::bail!("{}: no such file or directory", p.display());
+            files.push(p.clone());
+            continue;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(_) => files.push(p.clone()),
+            Err(error) => errors.push(InputError { path: p.clone(), error }),
         }
     }
-    Ok(Messages {
-        inputs,
-        pending: VecDeque::new(),
-    })
+    (files, errors)
 }
 
-impl Iterator for Messages {
-    type Item = anyhow::Result<Message>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(m) = self.pending.pop_front() {
-                return Some(Ok(m));
-            }
-            let (name, raw) = match self.inputs.pop_front()? {
-                Input::File(p) => {
-                    let raw = std::fs::read(&p).with_context(|| format!("reading {}", p.display()));
-                    (p.display().to_string(), raw)
-                }
-                Input::Stdin => {
-                    let mut buf = Vec::new();
-                    let raw = std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .map(|_| buf)
-                        .context("reading standard input");
-                    ("-".to_owned(), raw)
-                }
-            };
-            match raw {
-                Ok(raw) => self.pending.extend(split_input(&name, raw)),
-                Err(e) => return Some(Err(e)),
-            }
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(error) => {
+            errors.push(InputError { path: dir.to_path_buf(), error });
+            return;
         }
-    }
-}
-
-fn is_maildir(dir: &Path) -> bool {
-    dir.join("cur").is_dir() && dir.join("new").is_dir()
-}
-
-/// Appends the message files under `dir`, sorted by name at each level.
-/// Hidden entries and a maildir's `tmp/` (messages being written) are skipped.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if is_maildir(dir) {
-        for sub in ["cur", "new"] {
-            out.extend(
-                sorted_entries(&dir.join(sub))?
-                    .into_iter()
-                    .filter(|p| p.is_file()),
-            );
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // a maildir's tmp/ holds messages still being written; dotfiles are not mail
+        if name.starts_with('.') || (name == "tmp" && dir.join("cur").is_dir()) {
+            continue;
         }
-        return Ok(());
-    }
-    for p in sorted_entries(dir)? {
         if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() {
-            out.push(p);
+            walk(&p, files, errors);
+        } else {
+            files.push(p);
         }
     }
-    Ok(())
 }
 
-fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut entries = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        if !e.file_name().to_string_lossy().starts_with('.') {
-            entries.push(e.path());
-        }
-    }
-    entries.sort();
-    Ok(entries)
+/// Reads one expanded path into its messages (several for an mbox).
+pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
+    let mut data = Vec::new();
+    let res = if path.as_os_str() == "-" {
+        std::io::stdin().lock().read_to_end(&mut data)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
+    };
+    res.map_err(|error| InputError { path: path.to_path_buf(), error })?;
+    let source = path.display().to_string();
+    Ok(split_mbox(&source, data))
 }
 
-/// One message, or several when the input is an mbox.
-fn split_input(name: &str, raw: Vec<u8>) -> Vec<Message> {
-    if !raw.starts_with(b"From ") {
-        return vec![Message {
-            source: name.to_owned(),
-            raw,
-        }];
+/// An mbox is a file of two or more messages, each starting with a `From ` line.
+fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
+    if !data.starts_with(b"From ") {
+        return vec![Input { source: source.to_string(), data }];
     }
-    split_mbox(&raw)
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| Message {
-            source: format!("{name}#{}", i + 1),
-            raw,
-        })
-        .collect()
-}
-
-/// Splits an mbox on its `From ` separator lines and undoes the `>From `
-/// quoting of body lines (mboxrd: one `>` is removed).
-pub fn split_mbox(raw: &[u8]) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut current: Option<Vec<u8>> = None;
-    for line in raw.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b"From ") {
-            out.extend(current.take());
-            current = Some(Vec::new());
-            continue;
-        }
-        let Some(msg) = current.as_mut() else {
-            continue;
-        };
-        let quoted = line
-            .iter()
-            .position(|b| *b != b'>')
-            .is_some_and(|n| n > 0 && line[n..].starts_with(b"From "));
-        msg.extend_from_slice(if quoted { &line[1..] } else { line });
+    let mut starts = vec![0usize];
+    starts.extend(
+        // mbox puts a blank line before each separator; a bare "From " line
+        // without one belongs to the message before it
+        memchr::memmem::find_iter(&data, b"\n\nFrom ")
+            .map(|i| i + 2)
+            .filter(|&i| is_separator(&data[i..])),
+    );
+    if starts.len() < 2 {
+        return vec![Input { source: source.to_string(), data }];
     }
-    out.extend(current);
+    let mut out = Vec::with_capacity(starts.len());
+    for (n, w) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(data.len());
+        let mut msg = data[*w..end].to_vec();
+        unescape_from(&mut msg);
+        out.push(Input { source: format!("{source}#{}", n + 1), data: msg });
+    }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `From sender Thu Jul  2 12:05:05 2020`: a bare "From " in a body is not one.
+fn is_separator(line_start: &[u8]) -> bool {
+    static SEP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"^From \S+\s+[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d")
+            .expect("mbox separator regex")
+    });
+    let end = memchr::memchr(b'\n', line_start).unwrap_or(line_start.len());
+    SEP.is_match(&line_start[..end])
+}
 
-    #[test]
-    fn mbox_is_split_and_unquoted() {
-        let mbox = b"From a@b Mon Jan 1 00:00:00 2024\nSubject: one\n\n>From here\n\nFrom c@d Tue Jan 2 00:00:00 2024\nSubject: two\n\nbody\n";
-        let parts = split_mbox(mbox);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], b"Subject: one\n\nFrom here\n\n");
-        assert_eq!(parts[1], b"Subject: two\n\nbody\n");
+/// mboxrd quoting: `>From ` at a line start stands for `From `.
+fn unescape_from(msg: &mut Vec<u8>) {
+    if memchr::memmem::find(msg, b"\n>From ").is_none() {
+        return;
     }
-
-    #[test]
-    fn folders_are_walked_in_order_and_maildirs_read_cur_then_new() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let md = dir.path().join("b-maildir");
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(md.join(sub)).expect("mkdir");
+    let mut out = Vec::with_capacity(msg.len());
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < msg.len() {
+        if at_line_start && msg[i..].starts_with(b">From ") {
+            i += 1;
         }
-        std::fs::write(md.join("new/1"), "new").expect("write");
-        std::fs::write(md.join("cur/2"), "cur").expect("write");
-        std::fs::write(md.join("tmp/3"), "tmp").expect("write");
-        std::fs::write(dir.path().join("a.eml"), "a").expect("write");
-        std::fs::write(dir.path().join(".hidden"), "h").expect("write");
-        let got: Vec<String> = messages(&[dir.path().to_path_buf()])
-            .expect("list")
-            .map(|m| String::from_utf8(m.expect("read").raw).expect("utf8"))
-            .collect();
-        assert_eq!(got, ["a", "cur", "new"]);
+        let b = msg[i];
+        out.push(b);
+        at_line_start = b == b'\n';
+        i += 1;
     }
+    *msg = out;
 }

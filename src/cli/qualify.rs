@@ -1,6 +1,14 @@
-//! `inmail qualify`: the analysis engine on files, folders, mboxes or stdin.
+//! `inmail qualify`: the analysis engine on files, folders, mboxes or stdin,
+//! without a database.
 
+use super::inputs;
+use crate::analysis::{Analysis, Analyzer};
+use crate::config::Settings;
+use crate::rules::{RuleSet, Verdict};
+use anyhow::Context;
 use clap::Args;
+use serde::Serialize;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -19,7 +27,148 @@ pub struct QualifyArgs {
     pub paths: Vec<PathBuf>,
 }
 
+/// The JSON contract of `qualify --json`, one per message.
+#[derive(Serialize)]
+pub struct MessageResult<'a> {
+    pub source: &'a str,
+    pub kind: crate::model::MessageKind,
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<&'a str>,
+    pub original: &'a crate::model::OriginalRef,
+    pub recipients: Vec<RecipientResult<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct RecipientResult<'a> {
+    pub address: &'a crate::model::EmailAddress,
+    pub action: Option<crate::model::Action>,
+    pub status: Option<crate::model::EnhancedStatus>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub status_inferred: bool,
+    pub reply_code: Option<crate::model::ReplyCode>,
+    pub diagnostic: Option<&'a str>,
+    pub remote_mta: Option<&'a str>,
+    #[serde(flatten)]
+    pub verdict: &'a Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<&'a str>,
+}
+
+pub fn result<'a>(source: &'a str, a: &'a Analysis, verdicts: &'a [Verdict], explain: bool) -> MessageResult<'a> {
+    MessageResult {
+        source,
+        kind: a.kind,
+        error: a.error.as_deref(),
+        truncated: a.truncated,
+        feedback_type: a.feedback_type.as_deref(),
+        original: &a.original,
+        recipients: a
+            .recipients
+            .iter()
+            .zip(verdicts)
+            .map(|(r, v)| RecipientResult {
+                address: &r.address,
+                action: r.action,
+                status: r.status,
+                status_inferred: r.status_inferred,
+                reply_code: r.reply_code,
+                diagnostic: r.diagnostic.as_deref(),
+                remote_mta: r.remote_mta.as_deref(),
+                verdict: v,
+                explanation: explain.then_some(v.explanation.as_str()),
+            })
+            .collect(),
+    }
+}
+
+pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
+    let limits = crate::analysis::Limits {
+        max_message_bytes: settings.analysis.max_message_bytes,
+        max_part_bytes: settings.analysis.max_part_bytes,
+        max_parts: settings.analysis.max_parts,
+        max_recipients: settings.analysis.max_recipients,
+    };
+    let correlation = crate::analysis::Correlation {
+        tracking_header: settings.correlation.tracking_header.clone(),
+        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern)
+            .context("correlation.verp_pattern")?,
+    };
+    Ok(Analyzer::new(limits, correlation))
+}
+
 pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
-    let _ = (config, args);
-    Ok(0)
+    let settings = Settings::load(config)?;
+    settings.validate()?;
+    let analyzer = analyzer_from(&settings)?;
+    let rules_path = args.rules.as_ref().or(settings.analysis.rules_file.as_ref());
+    let rules = match rules_path {
+        Some(p) => RuleSet::compile(crate::rules::load_file(p)?)
+            .with_context(|| format!("rules file {}", p.display()))?,
+        None => RuleSet::default_set(),
+    };
+    let (files, mut errors) = inputs::expand(&args.paths);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for f in &files {
+        let msgs = match inputs::read(f) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for m in msgs {
+            let a = analyzer.analyse(&m.data);
+            let verdicts: Vec<Verdict> = a.recipients.iter().map(|r| rules.qualify(r)).collect();
+            let res = result(&m.source, &a, &verdicts, args.explain);
+            if args.json {
+                serde_json::to_writer(&mut out, &res)?;
+                out.write_all(b"\n")?;
+            } else {
+                write_table(&mut out, &res)?;
+            }
+        }
+    }
+    out.flush()?;
+    for e in &errors {
+        eprintln!("inmail: cannot read {e}");
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {
+    write!(out, "{}  [{}]", r.source, r.kind)?;
+    if let Some(e) = r.error {
+        write!(out, "  error: {e}")?;
+    }
+    if r.truncated {
+        write!(out, "  (truncated)")?;
+    }
+    writeln!(out)?;
+    for x in &r.recipients {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "  {:<40} {:<7} {:<5} {:<4} {:<16} {:<20} {}{}",
+            x.address.as_str(),
+            x.verdict.bounce_type.as_str(),
+            opt(x.status.map(|s| s.to_string())),
+            opt(x.reply_code.map(|s| s.to_string())),
+            x.verdict.reason.as_str(),
+            x.verdict.category.as_str(),
+            x.verdict.rule,
+            if x.verdict.qualified { "" } else { "  (to qualify)" },
+        )?;
+        if let Some(e) = x.explanation {
+            writeln!(out, "      why: {e}")?;
+            if let Some(d) = x.diagnostic {
+                let d: String = d.chars().take(200).collect();
+                writeln!(out, "      diagnostic: {d}")?;
+            }
+        }
+    }
+    Ok(())
 }

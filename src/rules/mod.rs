@@ -1,16 +1,26 @@
 //! Qualification: turns a [`RecipientReport`] into a [`Verdict`] (type, reason,
-//! category) with ordered regex rules compiled into one `RegexSet`, then the
-//! enhanced status code, then the SMTP reply code.
+//! category).
+//!
+//! Order of evidence: what the message's structure says (auto-reply, complaint,
+//! delay, success), then the ordered regex rules (data, compiled once into a
+//! `RegexSet`, lowest priority number first), then the enhanced status code
+//! (RFC 3463 / 5248), then the SMTP reply code. Nothing at all gives
+//! not_defined, soft, `qualified: false`: those feed the "to qualify" queue.
+
+mod codes;
 
 use crate::analysis::RecipientReport;
-use crate::model::{BounceType, Category, Reason};
+use crate::model::{BounceType, Category, EnhancedStatus, Reason, SmtpCommand};
+use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
-mod file;
-pub use file::{load_file, to_toml};
+/// The rule set shipped with inmail (`config/rules.toml`).
+pub const DEFAULT_RULES_TOML: &str = include_str!("../../config/rules.toml");
 
 /// One qualification rule, as stored in `config/rules.toml` and in PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,
     /// Case-insensitive regex matched against the diagnostic text.
@@ -47,38 +57,240 @@ pub struct Verdict {
     pub explanation: String,
 }
 
+impl Verdict {
+    fn from_category(category: Category, rule: String, qualified: bool, explanation: String) -> Self {
+        let (bounce_type, reason) = category.default_verdict();
+        Self { bounce_type, reason, category, rule, qualified, explanation }
+    }
+    /// The failure is the sender's fault and must not count against the address.
+    pub fn sender_side(&self) -> bool {
+        self.category.sender_side()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("rule {id}: pattern does not compile: {source}")]
-    BadPattern { id: String, source: regex::Error },
+    BadPattern { id: String, source: Box<regex::Error> },
     #[error("rule set does not compile: {0}")]
-    Set(regex::Error),
+    Set(Box<regex::Error>),
     #[error("rules file {path}: {message}")]
     File { path: String, message: String },
     #[error("duplicate rule id {0}")]
     Duplicate(String),
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<Rule>,
+}
+
+/// Parses a rules file in the `config/rules.toml` format.
+pub fn parse_rules_toml(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
+    let f: RulesFile = toml::from_str(text)
+        .map_err(|e| RulesError::File { path: origin.to_string(), message: e.to_string() })?;
+    Ok(f.rule)
+}
+
+pub fn load_file(path: &Path) -> Result<Vec<Rule>, RulesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RulesError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_rules_toml(&text, &path.display().to_string())
+}
+
+pub fn default_rules() -> Vec<Rule> {
+    parse_rules_toml(DEFAULT_RULES_TOML, "config/rules.toml")
+        .expect("the bundled rules file parses (checked by tests)")
+}
+
+/// Checks one rule's pattern the way the set will compile it.
+pub fn check_rule(rule: &Rule) -> Result<(), RulesError> {
+    regex::RegexBuilder::new(&rule.pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map(|_| ())
+        .map_err(|e| RulesError::BadPattern { id: rule.id.clone(), source: Box::new(e) })
+}
+
+/// Compiled rules. Cheap to share (`Arc`), immutable: a reload builds a new one.
 pub struct RuleSet {
     rules: Vec<Rule>,
+    set: RegexSet,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet").field("rules", &self.rules.len()).finish()
+    }
 }
 
 impl RuleSet {
-    pub fn compile(rules: Vec<Rule>) -> Result<Self, RulesError> {
-        Ok(Self { rules })
+    /// Compiles every rule; the first that does not compile is reported by id.
+    pub fn compile(mut rules: Vec<Rule>) -> Result<Self, RulesError> {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rules {
+            if !seen.insert(r.id.as_str()) {
+                return Err(RulesError::Duplicate(r.id.clone()));
+            }
+            check_rule(r)?;
+        }
+        // stable: equal priorities keep file order
+        rules.sort_by_key(|r| r.priority);
+        let set = RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .map_err(|e| RulesError::Set(Box::new(e)))?;
+        Ok(Self { rules, set })
     }
+
+    pub fn default_set() -> Self {
+        Self::compile(default_rules()).expect("the bundled rules compile (checked by tests)")
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
+
+    /// The first rule (by priority) matching `text` for a recipient in `domain`.
+    pub fn first_match(&self, text: &str, domain: &str) -> Option<&Rule> {
+        self.set
+            .matches(text)
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .find(|r| r.domain.as_deref().is_none_or(|d| domain_in_scope(domain, d)))
+    }
+
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
-        let _ = r;
+        if r.hint == Some(Category::Delayed) {
+            // Still being retried: never a failure of the address, but the
+            // cause (mailbox full, host down, ...) is worth reporting.
+            let cause = self.qualify_failure(r);
+            let reason = if cause.qualified { cause.reason } else { Reason::Unreachable };
+            return Verdict {
+                bounce_type: BounceType::Ignored,
+                reason,
+                category: Category::Delayed,
+                rule: "builtin:delayed".into(),
+                qualified: true,
+                explanation: format!(
+                    "a delay warning: delivery is still being tried; the cause: {}",
+                    cause.explanation
+                ),
+            };
+        }
+        if let Some(hint) = r.hint {
+            return Verdict::from_category(
+                hint,
+                format!("builtin:{hint}"),
+                true,
+                format!("the message is {}", hint.describe()),
+            );
+        }
+        let v = self.qualify_failure(r);
+        let explicit_status = r.status.filter(|_| !r.status_inferred);
+        adjust_for_context(v, r.smtp_command, explicit_status)
+    }
+
+    fn rule_verdict(&self, text: Option<&str>, domain: &str, from: &str) -> Option<Verdict> {
+        let rule = self.first_match(text?, domain)?;
+        Some(Verdict {
+            bounce_type: rule.bounce_type,
+            reason: rule.reason,
+            category: rule.category,
+            rule: rule.id.clone(),
+            qualified: true,
+            explanation: format!("rule {} matched {from}: /{}/", rule.id, rule.pattern),
+        })
+    }
+
+    fn qualify_failure(&self, r: &RecipientReport) -> Verdict {
+        let domain = r.address.domain();
+        if let Some(v) = self.rule_verdict(r.diagnostic.as_deref(), domain, "the diagnostic") {
+            return v;
+        }
+        if let Some(st) = r.status.filter(|s| !r.status_inferred && !(s.subject == 0 && s.detail == 0)) {
+            if let Some(cat) = codes::category_for_status(st) {
+                return Verdict::from_category(
+                    cat,
+                    format!("builtin:status:{st}"),
+                    true,
+                    format!("no rule matched; enhanced status {st} means {}", cat.describe()),
+                );
+            }
+        }
+        if r.context.as_deref() != r.diagnostic.as_deref() {
+            if let Some(v) = self.rule_verdict(r.context.as_deref(), domain, "the bounce text") {
+                return v;
+            }
+        }
+        if let Some(rc) = r.reply_code {
+            if let Some(cat) = codes::category_for_reply(rc) {
+                return Verdict::from_category(
+                    cat,
+                    format!("builtin:reply:{rc}"),
+                    true,
+                    format!("no rule or status matched; reply code {rc} means {}", cat.describe()),
+                );
+            }
+        }
+        let permanent = r.status.map(|s| s.class == 5).or(r.reply_code.map(|c| c.class() == 5));
         Verdict {
             bounce_type: BounceType::Soft,
             reason: Reason::NotDefined,
             category: Category::Undefined,
-            rule: "builtin:none".into(),
+            rule: "builtin:undefined".into(),
             qualified: false,
-            explanation: String::new(),
+            explanation: format!(
+                "nothing explains this {}failure: queued to qualify",
+                match permanent {
+                    Some(true) => "permanent ",
+                    Some(false) => "temporary ",
+                    None => "",
+                }
+            ),
         }
     }
+}
+
+/// What the refused command and the status code say about who is at fault.
+/// A "user unknown" after DATA means the recipient was accepted at RCPT, and
+/// one carrying a policy (x.7.x) or generic mailbox (x.2.0) code rather than an
+/// address code (x.1.x): either way a filter spoke, not the mailbox. A
+/// recipient-side reason at MAIL FROM is really about the sender.
+fn adjust_for_context(mut v: Verdict, cmd: Option<SmtpCommand>, status: Option<EnhancedStatus>) -> Verdict {
+    let address_code = status.is_some_and(|s| s.subject == 1);
+    let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
+    let to = match (cmd, v.category) {
+        (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => Category::Filtered,
+        (_, Category::UserUnknown) if filter_code && v.rule != format!("builtin:status:{}", status.map(|s| s.to_string()).unwrap_or_default()) => Category::Filtered,
+        (
+            Some(SmtpCommand::MailFrom),
+            Category::UserUnknown | Category::InvalidDomain | Category::AccountDisabled | Category::HasMoved,
+        ) => Category::SenderRejected,
+        _ => return v,
+    };
+    v.explanation = format!(
+        "{}; but the server refused at {}, so it is {}",
+        v.explanation,
+        cmd.map(|c| c.as_str()).unwrap_or("?"),
+        to.describe()
+    );
+    (v.bounce_type, v.reason) = to.default_verdict();
+    v.category = to;
+    v
+}
+
+fn domain_in_scope(domain: &str, scope: &str) -> bool {
+    let scope = scope.trim_start_matches('.');
+    domain.eq_ignore_ascii_case(scope)
+        || (domain.len() > scope.len()
+            && domain[domain.len() - scope.len()..].eq_ignore_ascii_case(scope)
+            && domain.as_bytes()[domain.len() - scope.len() - 1] == b'.')
 }

@@ -49,11 +49,7 @@ pub(crate) fn validate_rule(rule: &Rule) -> Result<()> {
             )));
         }
     }
-    regex::RegexBuilder::new(&rule.pattern)
-        .case_insensitive(true)
-        .build()
-        .map(|_| ())
-        .map_err(|e| invalid(format!("pattern does not compile: {e}")))
+    crate::rules::check_rule(rule).map_err(|e| invalid(e.to_string()))
 }
 
 /// Parses a row; a rule that would not compile (it got in by SQL) is an

@@ -1,0 +1,181 @@
+//! RFC 3464 / RFC 6533 delivery-status fields. Unknown fields are kept on the
+//! recipient (`extra_fields`) rather than dropped.
+
+use super::{headers, mime::Message, text, Analysis, RecipientReport};
+use crate::model::{Action, Category, EmailAddress};
+
+/// Header-style fields (`Name: value`, continuation lines folded), names lowercased.
+/// A blank line is returned as the pseudo field `("", "")` so callers can see groups.
+pub fn parse_fields(body: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if out.last().is_some_and(|(k, _)| !k.is_empty()) {
+                out.push((String::new(), String::new()));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((k, v)) = out.last_mut() {
+                if !k.is_empty() {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim();
+            if !k.is_empty() && k.len() < 64 && !k.contains(' ') {
+                out.push((k.to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
+fn typed_address(v: &str) -> Option<EmailAddress> {
+    let value = v.split_once(';').map(|(_, a)| a).unwrap_or(v);
+    headers::first_address(value)
+}
+
+/// `smtp; 550 5.1.1 ...` → `550 5.1.1 ...`
+fn strip_type(v: &str) -> &str {
+    match v.split_once(';') {
+        Some((t, rest)) if t.len() < 20 && !t.contains(' ') => rest.trim(),
+        _ => v.trim(),
+    }
+}
+
+pub fn parse_reports(msg: &Message, a: &mut Analysis) {
+    for body in &msg.delivery_status {
+        parse_one(body, a);
+    }
+    let context: Option<std::sync::Arc<str>> = {
+        let t = text::report_text(msg);
+        (!t.trim().is_empty()).then(|| t.into())
+    };
+    for r in &mut a.recipients {
+        complete(r, context.as_deref());
+        r.context = context.clone();
+    }
+}
+
+fn parse_one(body: &str, a: &mut Analysis) {
+    let fields = parse_fields(body);
+    for block in fields.split(|(k, _)| k.is_empty()) {
+        let finals: Vec<usize> = block
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| k == "final-recipient")
+            .map(|(i, _)| i)
+            .collect();
+        if finals.len() <= 1 {
+            recipient_block(block, a);
+            continue;
+        }
+        // Several recipients without blank lines between them: each starts at
+        // its Final-Recipient (or the Original-Recipient just before it).
+        let mut starts: Vec<usize> = finals
+            .iter()
+            .map(|&i| if i > 0 && block[i - 1].0 == "original-recipient" { i - 1 } else { i })
+            .collect();
+        starts[0] = 0;
+        for (n, &s) in starts.iter().enumerate() {
+            let e = starts.get(n + 1).copied().unwrap_or(block.len());
+            recipient_block(&block[s..e], a);
+        }
+    }
+}
+
+/// One group of fields: per-message fields, or one recipient's.
+fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
+    let addr = ["final-recipient", "original-recipient", "x-actual-recipient"]
+        .iter()
+        .find_map(|name| block.iter().find(|(k, _)| k == name).and_then(|(_, v)| typed_address(v)));
+    let Some(addr) = addr else {
+        for (k, v) in block {
+            match k.as_str() {
+                "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
+                "arrival-date" => a.arrival_date = Some(v.clone()),
+                _ => {}
+            }
+        }
+        return;
+    };
+    let mut r = RecipientReport::new(addr);
+    for (k, v) in block {
+        match k.as_str() {
+            "final-recipient" => {}
+            "original-recipient" => r.original_recipient = Some(strip_type(v).to_string()),
+            "action" => r.action = v.split_whitespace().next().and_then(|w| w.parse().ok()),
+            "status" => r.status = text::find_status(v),
+            "diagnostic-code" => {
+                let d = strip_type(v);
+                if !d.is_empty() {
+                    r.diagnostic = Some(d.to_string());
+                }
+            }
+            "remote-mta" => r.remote_mta = Some(strip_type(v).to_string()),
+            "last-attempt-date" => r.last_attempt = Some(v.clone()),
+            "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
+            "arrival-date" => a.arrival_date = Some(v.clone()),
+            _ => r.extra_fields.push((k.clone(), v.clone())),
+        }
+    }
+    a.recipients.push(r);
+}
+
+/// Fills what the DSN fields left out from the diagnostic and the report text.
+fn complete(r: &mut RecipientReport, context: Option<&str>) {
+    if let Some(d) = &r.diagnostic {
+        if r.reply_code.is_none() {
+            r.reply_code = text::find_reply_code(d);
+        }
+        // The remote server's own code (next to its reply) is more precise
+        // than the reporting MTA's summary; a generic Status says least.
+        let generic = r.status.is_none_or(|st| st.subject == 0 && st.detail == 0);
+        if let Some(s) = text::reply_status(d).filter(|s| generic || r.status.is_some_and(|st| st.class == s.class)) {
+            r.status = Some(s);
+        } else if generic {
+            if let Some(s) = text::first_status(d) {
+                r.status = Some(s);
+            }
+        }
+    }
+    if let Some(d) = &r.diagnostic {
+        r.smtp_command = text::find_smtp_command(d);
+    }
+    let block = context.and_then(|c| text::block_for(c, r.address.as_str()));
+    if r.smtp_command.is_none() {
+        r.smtp_command = block.as_deref().and_then(text::find_smtp_command);
+    }
+    let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
+    if diag_empty {
+        {
+            if let Some(block) = block {
+                if r.reply_code.is_none() {
+                    r.reply_code = text::find_reply_code(&block);
+                }
+                if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0) {
+                    if let Some(s) = text::find_status(&block) {
+                        r.status = Some(s);
+                    }
+                }
+                r.diagnostic = Some(block);
+            }
+        }
+    }
+    match r.action {
+        Some(Action::Delayed) => r.hint = Some(Category::Delayed),
+        Some(Action::Delivered | Action::Relayed | Action::Expanded) => {
+            r.hint = Some(Category::Delivered)
+        }
+        _ => {}
+    }
+    if r.status.is_none() {
+        text::infer_status(r);
+    }
+}

@@ -1,0 +1,198 @@
+//! Header-level evidence: is this a bounce, an auto-reply, and what ties it to
+//! the message that was sent.
+
+use super::{mime, text, Correlation};
+use crate::model::{EmailAddress, OriginalRef};
+use regex::Regex;
+use std::sync::LazyLock;
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
+});
+
+/// Every address in a header or text fragment, in order, parsed.
+pub fn all_addresses(s: &str) -> Vec<EmailAddress> {
+    ADDRESS.find_iter(s).filter_map(|m| m.as_str().parse().ok()).collect()
+}
+
+pub fn first_address(s: &str) -> Option<EmailAddress> {
+    ADDRESS.find_iter(s).find_map(|m| m.as_str().parse().ok())
+}
+
+pub fn address_spans(s: &str) -> impl Iterator<Item = regex::Match<'_>> {
+    ADDRESS.find_iter(s)
+}
+
+static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
+});
+
+static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
+});
+
+static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)undeliver|undelivered|returned mail|return(?:ed)? to sender|delivery status notification|",
+        r"failure notice|delivery fail|mail delivery|could not be delivered|cannot be delivered|non-?deliver|",
+        r"not delivered|delivery has failed|mail system error|delivery notification|could not send|",
+        r"delivery problem|mail failure|failed mail|bounced? (?:mail|message|notification|e-?mail)|",
+        r"message not delivered|permanent error|delivery report|unable to deliver|failed delivery|",
+        r"delivery error|delivery delayed|delayed mail|warning: message|unzustellbar|nicht zustellbar|",
+        r"non remis|non recapitabile|no se puede entregar|no entregado|état de remise|mail error|",
+        r"returned message|message you sent|rejected (?:mail|message)|notificación|not be delivered|",
+        r"未送達|不達|エラー|送信失敗|退信|退回|系统退信|mail delivery failure|error sending|not (?:a )?member"
+    ))
+    .expect("bounce subject regex")
+});
+
+static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer|antwort)|autoreply|auto:|",
+        r"out of (?:the )?office|away from (?:the |my )?(?:office|desk)|away until|on vacation|vacation|",
+        r"abwesenheit|abwesend|automatische antwort|réponse automatique|absence|absent|",
+        r"respuesta automática|respuesta automatica|fuera de la oficina|risposta automatica|fuori ufficio|",
+        r"resposta automática|ausente|automatisch antwoord|afwezig|niet aanwezig|autosvar|frånvaro|",
+        r"automaattinen vastaus|自動応答|自動返信|不在|自动回复|out-of-office|ooo\b)"
+    ))
+    .expect("auto-reply subject regex")
+});
+
+/// Evidence, from the headers, that a message is a delivery report.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub daemon_sender: bool,
+    pub bounce_subject: bool,
+    pub null_return_path: bool,
+    pub report: bool,
+    pub failed_recipients: Vec<EmailAddress>,
+}
+
+impl Signals {
+    /// Strong evidence: the text may be trusted to name failed recipients.
+    pub fn strong(&self) -> bool {
+        self.daemon_sender || self.bounce_subject || self.report || !self.failed_recipients.is_empty()
+    }
+    pub fn is_bounce(&self) -> bool {
+        self.strong() || self.null_return_path
+    }
+}
+
+pub fn bounce_signals(msg: &mime::Message) -> Signals {
+    let mut s = Signals::default();
+    if let Some(from) = msg.header("from") {
+        let addr_daemon = all_addresses(&from).iter().any(|a| DAEMON_LOCAL.is_match(a.local_part()));
+        let name_part = from.split('<').next().unwrap_or("");
+        s.daemon_sender = addr_daemon || DAEMON_NAME.is_match(name_part)
+            || (!from.contains('@') && DAEMON_LOCAL.is_match(from.trim()));
+    }
+    if let Some(subj) = msg.header("subject") {
+        s.bounce_subject = BOUNCE_SUBJECT.is_match(&subj) && !AUTO_REPLY_SUBJECT.is_match(&subj);
+    }
+    s.null_return_path = msg.headers_named("return-path").any(|v| {
+        let t = v.trim();
+        t == "<>" || t.is_empty() || t.eq_ignore_ascii_case("<mailer-daemon>")
+    });
+    s.report = msg.content_type == "multipart/report";
+    for v in msg.headers_named("x-failed-recipients") {
+        for a in all_addresses(v) {
+            if !s.failed_recipients.contains(&a) {
+                s.failed_recipients.push(a);
+            }
+        }
+    }
+    s
+}
+
+/// RFC 3834 and the common vendor markers of automatic replies.
+pub fn is_auto_reply(msg: &mime::Message) -> bool {
+    let h = |n: &str| msg.header(n).map(|v| v.trim().to_ascii_lowercase());
+    if h("auto-submitted").is_some_and(|v| v.starts_with("auto-replied")) {
+        return true;
+    }
+    if msg.header("x-autoreply").is_some()
+        || msg.header("x-autorespond").is_some()
+        || msg.header("x-autoresponder").is_some()
+        || h("x-auto-response").is_some()
+    {
+        return true;
+    }
+    if h("precedence").is_some_and(|v| v == "auto_reply") {
+        return true;
+    }
+    msg.header("subject").is_some_and(|s| AUTO_REPLY_SUBJECT.is_match(&s))
+}
+
+/// Message-ID, tracking id and VERP recipient of the message that bounced.
+pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
+    let mut o = OriginalRef::default();
+    let inline;
+    let orig: Option<&[(String, String)]> = match &msg.original_headers {
+        Some(h) if !h.is_empty() => Some(h),
+        _ => {
+            inline = text::inline_original(msg);
+            inline.as_deref()
+        }
+    };
+    let tracking = corr.tracking_header.to_ascii_lowercase();
+    if let Some(h) = orig {
+        o.message_id = mime::first_header(h, "message-id").map(clean_id).filter(|s| !s.is_empty());
+        o.tracking_id = mime::first_header(h, &tracking).map(|v| v.trim().to_string()).filter(|s| !s.is_empty());
+    }
+    if o.tracking_id.is_none() {
+        // some MTAs return only the body, or the platform put the id on the bounce path
+        o.tracking_id = msg.header(&tracking).map(|v| v.trim().to_string()).filter(|s| !s.is_empty());
+    }
+    for name in ["x-original-to", "delivered-to", "envelope-to", "x-envelope-to", "to"] {
+        for v in msg.headers_named(name) {
+            for a in all_addresses(v) {
+                if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
+                    let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else { continue };
+                    if let Ok(addr) = format!("{}@{}", l.as_str(), d.as_str()).parse() {
+                        o.verp_recipient = Some(addr);
+                        o.verp_token = c.name("token").map(|t| t.as_str().to_string());
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+    o
+}
+
+fn clean_id(v: &str) -> String {
+    let v = v.trim();
+    match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => v[a + 1..b].trim().to_string(),
+        _ => v.trim_matches(['<', '>']).trim().to_string(),
+    }
+}
+
+/// Microsoft's JMRP and similar feedback loops send the complained-about
+/// message as a plain attachment, without a `message/feedback-report` part.
+pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
+    let orig = msg.original_headers.as_deref()?;
+    if let Some(v) = mime::first_header(orig, "x-hmxmroriginalrecipient") {
+        return first_address(v);
+    }
+    let subject = msg.header("subject")?;
+    if COMPLAINT_SUBJECT.is_match(&subject) {
+        return mime::first_header(orig, "to").and_then(first_address);
+    }
+    None
+}
+
+static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
+        .expect("complaint subject regex")
+});
+
+/// A `List-Unsubscribe: <mailto:...?subject=unsubscribe>` request: the sender
+/// asks to stop receiving mail, which a platform must honour like a complaint.
+pub fn unsubscribe_request(msg: &mime::Message) -> Option<EmailAddress> {
+    let subject = msg.header("subject")?;
+    if !subject.trim().eq_ignore_ascii_case("unsubscribe") {
+        return None;
+    }
+    msg.header("from").and_then(|f| first_address(&f))
+}
