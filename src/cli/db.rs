@@ -6,7 +6,7 @@
 use super::inputs;
 use crate::analysis::RecipientReport;
 use crate::config::Settings;
-use crate::model::{BounceType, Category, EmailAddress, Reason};
+use crate::model::{BounceType, Category, Reason};
 use crate::rules::{self, Rule, RuleSet};
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
@@ -272,13 +272,10 @@ async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet>
     }
 }
 
-/// Qualifies a bare text (no recipient domain: domain-scoped rules do not apply).
+/// The rule that now explains a queued text. Domain-scoped rules do not
+/// apply: a queue row stands for texts from many domains.
 fn matcher(set: &RuleSet, text: &str) -> Option<String> {
-    let placeholder: EmailAddress = "requalify@invalid.example".parse().ok()?;
-    let mut r = RecipientReport::new(placeholder);
-    r.diagnostic = Some(text.to_owned());
-    let v = set.qualify(&r);
-    v.qualified.then_some(v.rule)
+    set.first_match(text, "").map(|r| r.id.clone())
 }
 
 async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow::Result<i32> {
