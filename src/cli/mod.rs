@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod db;
 pub mod inputs;
 pub mod qualify;
 
@@ -24,10 +25,13 @@ pub struct Cli {
 pub enum Command {
     /// Analyse and qualify messages without touching the database.
     Qualify(qualify::QualifyArgs),
+    #[command(flatten)]
+    Db(db::DbCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Qualify(args) => qualify::run(cli.config.as_deref(), args),
+        Command::Db(cmd) => db::run(cli.config.as_deref(), cmd),
     }
 }

@@ -1,0 +1,658 @@
+//! The database commands: migrate, ingest, address, rules, qualifications,
+//! requalify, report, deliveries, cleanup, quarantine.
+//!
+//! `cli::run` is synchronous, so each command builds its own tokio runtime.
+
+use super::inputs;
+use crate::analysis::RecipientReport;
+use crate::config::Settings;
+use crate::model::{BounceType, Category, Reason};
+use crate::rules::{self, Rule, RuleSet};
+use crate::store::{
+    AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
+    StoreSettings,
+};
+use anyhow::{bail, Context};
+use chrono::{DateTime, Duration, Utc};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or update the database schema.
+    Migrate,
+    /// Analyse, qualify and apply messages in the database; one line per recipient.
+    Ingest(IngestArgs),
+    /// An address's status, counters, reason, and the events that led there.
+    Address(AddressArgs),
+    /// The qualification rules stored in the database.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// The "to qualify" queue of bounce texts no rule explained.
+    #[command(subcommand)]
+    Qualifications(QualificationsCommand),
+    /// Run the current rules again over the queued texts.
+    Requalify,
+    /// Bounce summary: by type and reason, by domain, quarantines and releases.
+    Report(ReportArgs),
+    /// What was sent, for correlation.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+    /// Lift due mailbox-full quarantines, reset quiet counters, purge old events.
+    Cleanup,
+    /// Put addresses on or off the lists by hand.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// One JSON object per recipient result.
+    #[arg(long)]
+    pub json: bool,
+    /// Messages applied per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Message files, folders (plain or maildir), mbox files, or `-` for standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddressArgs {
+    pub address: String,
+    #[arg(long)]
+    pub json: bool,
+    /// How many recent events to show.
+    #[arg(long, default_value_t = 10)]
+    pub events: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// All rules with their hit counts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one rule (refused if its pattern does not compile).
+    Add(RuleArgs),
+    /// Disable a rule (kept for its history).
+    Disable { id: String },
+    /// Qualify a diagnostic text with the database rules.
+    Test {
+        text: String,
+        /// Recipient address, for domain-scoped rules.
+        #[arg(long, default_value = "test@example.com")]
+        address: String,
+    },
+    /// Insert or update rules from a TOML rules file.
+    Import { file: PathBuf },
+    /// Print the enabled rules as a TOML rules file.
+    Export,
+}
+
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    #[arg(long)]
+    pub id: String,
+    /// Case-insensitive regex matched against the diagnostic text.
+    #[arg(long)]
+    pub pattern: String,
+    #[arg(long = "type")]
+    pub bounce_type: BounceType,
+    #[arg(long)]
+    pub reason: Reason,
+    #[arg(long)]
+    pub category: Category,
+    #[arg(long, default_value_t = 100)]
+    pub priority: i32,
+    #[arg(long)]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QualificationsCommand {
+    /// Queued texts, most frequent first.
+    List {
+        /// Also rows already kept, ignored or matched.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Qualify a queued text: creates a rule from its shape.
+    Keep {
+        id: i64,
+        #[arg(long = "type")]
+        bounce_type: BounceType,
+        #[arg(long)]
+        reason: Reason,
+        /// Defaults to the category matching the reason.
+        #[arg(long)]
+        category: Option<Category>,
+    },
+    /// Drop a queued text from the queue.
+    Ignore { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Period: a number followed by s, m, h, d or w.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Import a CSV: header `message_id,address[,delivery,profile_id,tracking_id,sent_at]`; `-` for stdin.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Make an address valid again, whatever its status.
+    Release { address: String },
+    /// Put an address in quarantine, on the denylist or on the allowlist.
+    Add {
+        address: String,
+        #[arg(long, value_parser = ["quarantined", "denylisted", "allowlisted"])]
+        status: String,
+    },
+}
+
+pub fn run(config: Option<&Path>, cmd: DbCommand) -> anyhow::Result<i32> {
+    init_logging();
+    let settings = Settings::load(config)?;
+    settings.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(dispatch(&settings, cmd))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INMAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Another command path may have installed one already; that one wins.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database, StoreSettings::from(settings)).await?;
+    store.check_migrated().await?;
+    Ok(store)
+}
+
+async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
+    if let DbCommand::Migrate = cmd {
+        let store = Store::connect(&settings.database, StoreSettings::from(settings)).await?;
+        store.migrate().await?;
+        println!("database schema is up to date");
+        return Ok(0);
+    }
+    let store = open(settings).await?;
+    let now = Utc::now();
+    match cmd {
+        DbCommand::Migrate => Ok(0),
+        DbCommand::Ingest(args) => ingest(settings, &store, args).await,
+        DbCommand::Address(args) => address(&store, args).await,
+        DbCommand::Rules(c) => rules_command(&store, c).await,
+        DbCommand::Qualifications(c) => qualifications(&store, c).await,
+        DbCommand::Requalify => {
+            let set = rule_set(settings, &store).await?;
+            let s = store.requalify(|text| matcher(&set, text)).await?;
+            println!(
+                "{} queued texts checked, {} now explained by a rule",
+                s.checked, s.matched
+            );
+            Ok(0)
+        }
+        DbCommand::Report(args) => report(&store, args, now).await,
+        DbCommand::Deliveries(DeliveriesCommand::Import { file }) => {
+            let s = if file.as_os_str() == "-" {
+                store
+                    .import_deliveries_csv(std::io::stdin().lock(), now)
+                    .await?
+            } else {
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                store
+                    .import_deliveries_csv(std::io::BufReader::new(f), now)
+                    .await?
+            };
+            println!(
+                "{} delivery logs imported ({} deliveries)",
+                s.rows, s.deliveries
+            );
+            Ok(0)
+        }
+        DbCommand::Cleanup => {
+            let s = store.cleanup(now).await?;
+            println!(
+                "released {}, reset {}, purged {} events and {} message hashes",
+                s.released, s.reset, s.purged_events, s.purged_messages
+            );
+            Ok(0)
+        }
+        DbCommand::Quarantine(QuarantineCommand::Release { address }) => {
+            let before = store.quarantine_release(&address, now).await?;
+            println!("{address}: {before} -> valid");
+            Ok(0)
+        }
+        DbCommand::Quarantine(QuarantineCommand::Add { address, status }) => {
+            let status: AddressStatus = status.parse().map_err(anyhow::Error::msg)?;
+            let before = store.quarantine_add(&address, status, now).await?;
+            println!("{address}: {before} -> {status}");
+            Ok(0)
+        }
+    }
+}
+
+/// The database rules; when the database has none, the settings' rules
+/// file, else the bundled default set.
+async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet> {
+    let rules = store.load_rules().await?;
+    if !rules.is_empty() {
+        return Ok(RuleSet::compile(rules)?);
+    }
+    match &settings.analysis.rules_file {
+        Some(file) => Ok(RuleSet::compile(rules::load_file(file)?)?),
+        None => Ok(RuleSet::default_set()),
+    }
+}
+
+/// The rule that now explains a queued text. Domain-scoped rules do not
+/// apply: a queue row stands for texts from many domains.
+fn matcher(set: &RuleSet, text: &str) -> Option<String> {
+    set.first_match(text, "").map(|r| r.id.clone())
+}
+
+async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow::Result<i32> {
+    let batch_size = args.batch.max(1);
+    let set = rule_set(settings, store).await?;
+    let analyzer = super::qualify::analyzer_from(settings)?;
+    let (files, errors) = inputs::expand(&args.paths);
+    for e in &errors {
+        eprintln!("inmail: cannot read {e}");
+    }
+    // Analysis runs on a blocking thread while the previous batch is applied.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BounceInput>>(2);
+    let producer = tokio::task::spawn_blocking(move || -> usize {
+        let mut failures = errors.len();
+        let mut batch = Vec::with_capacity(batch_size);
+        for f in &files {
+            let messages = match inputs::read(f) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("inmail: cannot read {e}");
+                    failures += 1;
+                    continue;
+                }
+            };
+            for m in messages {
+                let analysis = analyzer.analyse(&m.data);
+                let verdicts = analysis.recipients.iter().map(|r| set.qualify(r)).collect();
+                batch.push(BounceInput::new(&m.data, m.source, analysis, verdicts));
+                if batch.len() == batch_size
+                    && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                {
+                    // The applying side stopped on an error, which it reports.
+                    return failures;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        failures
+    });
+    let started = std::time::Instant::now();
+    let (mut messages_done, mut recipients, mut duplicates) = (0usize, 0usize, 0usize);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(batch) = rx.recv().await {
+        let outcomes = store.apply_batch(&batch, Utc::now()).await?;
+        let mut rest = outcomes.iter();
+        for input in &batch {
+            let n = input.analysis.recipients.len();
+            if n == 0 {
+                print_no_recipient(&mut out, input, args.json)?;
+            }
+            for o in rest.by_ref().take(n) {
+                print_outcome(&mut out, o, args.json)?;
+                duplicates += usize::from(o.duplicate);
+            }
+            recipients += n;
+        }
+        messages_done += batch.len();
+    }
+    out.flush()?;
+    let failures = producer.await.context("the analysis thread failed")?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "ingested {messages_done} messages ({recipients} recipients, {duplicates} duplicate) in {secs:.2}s = {:.0} messages/s",
+        messages_done as f64 / secs.max(1e-9)
+    );
+    Ok(if failures > 0 { 1 } else { 0 })
+}
+
+fn print_no_recipient(out: &mut impl Write, input: &BounceInput, json: bool) -> anyhow::Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "source": input.source,
+            "message_hash": hex::encode(input.message_hash),
+            "kind": input.analysis.kind,
+            "recipients": 0,
+            "error": input.analysis.error,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "{} -: {} (no failed recipient)",
+            input.source, input.analysis.kind
+        )?;
+    }
+    Ok(())
+}
+
+fn print_outcome(out: &mut impl Write, o: &RecipientOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(o)?)?;
+        return Ok(());
+    }
+    let counted = match o.not_counted {
+        None => "counted".to_owned(),
+        Some(why) => format!("not counted: {}", why.as_str()),
+    };
+    writeln!(
+        out,
+        "{} {}: {}/{} [{}] rule={} correlated={} {}->{} errors={}->{} {}",
+        o.source,
+        o.address,
+        o.bounce_type,
+        o.reason,
+        o.category,
+        o.rule,
+        o.correlated_by.as_str(),
+        o.status_before,
+        o.status_after,
+        o.error_count_before,
+        o.error_count_after,
+        counted
+    )?;
+    Ok(())
+}
+
+async fn address(store: &Store, args: AddressArgs) -> anyhow::Result<i32> {
+    let Some(info) = store.address_info(&args.address, args.events).await? else {
+        if args.json {
+            println!("null");
+        } else {
+            println!("{}: unknown (nothing recorded)", args.address);
+        }
+        return Ok(0);
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print_address(&info);
+    }
+    Ok(0)
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+}
+
+fn print_address(i: &AddressInfo) {
+    println!("address:      {}", i.address);
+    println!("status:       {}", i.status);
+    println!("errors:       {}", i.error_count);
+    println!("first error:  {}", opt_time(i.first_error_at));
+    println!("last error:   {}", opt_time(i.last_error_at));
+    println!("last counted: {}", opt_time(i.last_significant_error_at));
+    println!(
+        "last reason:  {} / {} / {}",
+        i.last_type.as_deref().unwrap_or("-"),
+        i.last_reason.as_deref().unwrap_or("-"),
+        i.last_category.as_deref().unwrap_or("-")
+    );
+    println!("last text:    {}", i.last_text.as_deref().unwrap_or("-"));
+    println!("quarantined:  {}", opt_time(i.quarantined_at));
+    println!("release at:   {}", opt_time(i.release_at));
+    println!("events (most recent first):");
+    for e in &i.events {
+        let why = if e.counted {
+            "counted".into()
+        } else {
+            format!(
+                "not counted: {}",
+                e.not_counted_why.as_deref().unwrap_or("-")
+            )
+        };
+        println!(
+            "  {} {} {}/{} rule={} correlated={} {}->{} errors={}->{} {} {}",
+            e.occurred_at.to_rfc3339(),
+            e.kind,
+            e.bounce_type.as_deref().unwrap_or("-"),
+            e.reason.as_deref().unwrap_or("-"),
+            e.rule_id.as_deref().unwrap_or("-"),
+            e.correlation,
+            e.status_before,
+            e.status_after,
+            e.count_before,
+            e.count_after,
+            if e.kind == "bounce" { why.as_str() } else { "" },
+            e.diagnostic.as_deref().unwrap_or("")
+        );
+    }
+}
+
+async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> {
+    match cmd {
+        RulesCommand::List { json } => {
+            let rules = store.list_rules().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rules)?);
+            }
+            for r in rules.iter().filter(|_| !json) {
+                println!(
+                    "{:<24} {:>4} {:<8} {:<8} {:<16} {:<20} hits={:<6} {}  {}",
+                    r.rule.id,
+                    r.rule.priority,
+                    if r.enabled { "enabled" } else { "disabled" },
+                    r.rule.bounce_type,
+                    r.rule.reason,
+                    r.rule.category,
+                    r.hit_count,
+                    r.rule.domain.as_deref().unwrap_or("*"),
+                    r.rule.pattern
+                );
+            }
+        }
+        RulesCommand::Add(a) => {
+            let rule = Rule {
+                id: a.id,
+                pattern: a.pattern,
+                bounce_type: a.bounce_type,
+                reason: a.reason,
+                category: a.category,
+                priority: a.priority,
+                domain: a.domain.map(|d| d.to_lowercase()),
+            };
+            store.insert_rule(&rule).await?;
+            println!("rule {} added", rule.id);
+        }
+        RulesCommand::Disable { id } => {
+            store.disable_rule(&id).await?;
+            println!("rule {id} disabled");
+        }
+        RulesCommand::Test { text, address } => {
+            let set = RuleSet::compile(store.load_rules().await?)?;
+            let mut r = RecipientReport::new(address.parse().map_err(anyhow::Error::msg)?);
+            r.diagnostic = Some(text);
+            let v = set.qualify(&r);
+            println!("{}", serde_json::to_string(&v)?);
+            if !v.explanation.is_empty() {
+                println!("{}", v.explanation);
+            }
+        }
+        RulesCommand::Import { file } => {
+            let rules = rules::load_file(&file)?;
+            let s = store.import_rules(&rules).await?;
+            println!("{} rules inserted, {} updated", s.inserted, s.updated);
+        }
+        RulesCommand::Export => print!("{}", rules_toml(store.export_rules().await?)?),
+    }
+    Ok(0)
+}
+
+async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Result<i32> {
+    match cmd {
+        QualificationsCommand::List { all, json } => {
+            let rows = store
+                .list_qualifications((!all).then_some(QualificationStatus::ToQualify))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(0);
+            }
+            for q in rows {
+                println!(
+                    "#{:<6} {:>6}x {:<10} last {}  {}\n         e.g. {}",
+                    q.id,
+                    q.count,
+                    q.status.as_str(),
+                    q.last_seen_at.to_rfc3339(),
+                    q.normalised,
+                    q.first_text
+                );
+            }
+        }
+        QualificationsCommand::Keep {
+            id,
+            bounce_type,
+            reason,
+            category,
+        } => {
+            let rule = store
+                .keep_qualification(id, bounce_type, reason, category)
+                .await?;
+            println!("rule {} created: {}", rule.id, rule.pattern);
+        }
+        QualificationsCommand::Ignore { id } => {
+            store.ignore_qualification(id).await?;
+            println!("#{id} ignored");
+        }
+    }
+    Ok(0)
+}
+
+/// `7d`, `12h`, `30m`, `2w`, `90s`.
+pub fn parse_period(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("{s:?}: expected a number followed by s, m, h, d or w"))?;
+    Ok(match unit {
+        "s" => Duration::seconds(n),
+        "m" => Duration::minutes(n),
+        "h" | "" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        other => bail!("{s:?}: unknown unit {other:?} (use s, m, h, d or w)"),
+    })
+}
+
+async fn report(store: &Store, args: ReportArgs, now: DateTime<Utc>) -> anyhow::Result<i32> {
+    let since = now - parse_period(&args.since)?;
+    let r = store.report(since, now).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if args.csv {
+        print_report_csv(&r)?;
+    } else {
+        print_report(&r);
+    }
+    Ok(0)
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "bounces from {} to {}",
+        r.since.to_rfc3339(),
+        r.until.to_rfc3339()
+    );
+    println!("\nby type and reason:");
+    for row in &r.by_reason {
+        println!(
+            "  {:<8} {:<18} {:>8}",
+            row.bounce_type, row.reason, row.count
+        );
+    }
+    println!("\nby recipient domain:            hard     soft  ignored  sender-side");
+    for d in &r.by_domain {
+        println!(
+            "  {:<28} {:>6} {:>8} {:>8} {:>12}",
+            d.domain, d.hard, d.soft, d.ignored, d.sender_side
+        );
+    }
+    println!(
+        "\nquarantined {}, denylisted {}, released {}, uncorrelated bounces {}",
+        r.quarantined, r.denylisted, r.released, r.uncorrelated
+    );
+}
+
+fn print_report_csv(r: &Report) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record(["section", "key", "type", "count"])?;
+    for row in &r.by_reason {
+        w.write_record([
+            "reason",
+            row.reason.as_str(),
+            row.bounce_type.as_str(),
+            &row.count.to_string(),
+        ])?;
+    }
+    for d in &r.by_domain {
+        for (t, n) in [
+            ("hard", d.hard),
+            ("soft", d.soft),
+            ("ignored", d.ignored),
+            ("sender_side", d.sender_side),
+        ] {
+            w.write_record(["domain", d.domain.as_str(), t, &n.to_string()])?;
+        }
+    }
+    for (k, n) in [
+        ("quarantined", r.quarantined),
+        ("denylisted", r.denylisted),
+        ("released", r.released),
+        ("uncorrelated", r.uncorrelated),
+    ] {
+        w.write_record(["total", k, "", &n.to_string()])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The rules file format (`[[rule]]` tables), for `rules export`.
+fn rules_toml(rule: Vec<Rule>) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct RulesFile {
+        rule: Vec<Rule>,
+    }
+    Ok(toml::to_string(&RulesFile { rule })?)
+}

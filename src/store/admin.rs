@@ -1,0 +1,506 @@
+//! Operator-facing reads and writes: address details, the bounce report,
+//! cleanup, manual quarantine changes and the deliveries import.
+
+use super::apply::{self, insert_events, normalise_message_id, EventRow};
+use super::state::{AddressRow, AddressStatus};
+use super::{Result, SqlContext, Store, StoreError};
+use crate::model::EmailAddress;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Row};
+use std::collections::{BTreeSet, HashMap};
+
+/// Deliveries CSV rows inserted per statement.
+const CSV_CHUNK: usize = 5000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressInfo {
+    pub address: String,
+    pub status: AddressStatus,
+    pub error_count: i32,
+    pub first_error_at: Option<DateTime<Utc>>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_significant_error_at: Option<DateTime<Utc>>,
+    pub last_type: Option<String>,
+    pub last_reason: Option<String>,
+    pub last_category: Option<String>,
+    pub last_text: Option<String>,
+    pub quarantined_at: Option<DateTime<Utc>>,
+    pub release_at: Option<DateTime<Utc>>,
+    /// Most recent first.
+    pub events: Vec<AddressEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AddressEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub source: Option<String>,
+    pub delivery_log_id: Option<i64>,
+    pub correlation: String,
+    pub bounce_type: Option<String>,
+    pub reason: Option<String>,
+    pub category: Option<String>,
+    pub enhanced_status: Option<String>,
+    pub reply_code: Option<i16>,
+    pub diagnostic: Option<String>,
+    pub rule_id: Option<String>,
+    pub counted: bool,
+    pub not_counted_why: Option<String>,
+    pub status_before: String,
+    pub status_after: String,
+    pub count_before: i32,
+    pub count_after: i32,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+pub struct ReportRow {
+    pub bounce_type: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+pub struct DomainCount {
+    pub domain: String,
+    pub hard: i64,
+    pub soft: i64,
+    pub ignored: i64,
+    /// Failures caused by the sending side (blocked IP, authentication...).
+    pub sender_side: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub by_reason: Vec<ReportRow>,
+    pub by_domain: Vec<DomainCount>,
+    pub quarantined: i64,
+    pub denylisted: i64,
+    pub released: i64,
+    pub uncorrelated: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CleanupSummary {
+    pub released: u64,
+    pub reset: u64,
+    pub purged_events: u64,
+    pub purged_messages: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DeliveryImportSummary {
+    pub rows: u64,
+    pub deliveries: u64,
+}
+
+fn normalise_address(address: &str) -> Result<String> {
+    address
+        .parse::<EmailAddress>()
+        .map(|a| a.key())
+        .map_err(|e| StoreError::Input(e.to_string()))
+}
+
+impl Store {
+    /// The address's row and its `events` most recent events; `None` when
+    /// nothing is known about it.
+    pub async fn address_info(&self, address: &str, events: i64) -> Result<Option<AddressInfo>> {
+        let key = normalise_address(address)?;
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let row = apply::fetch_addresses(&mut conn, &BTreeSet::from([key.clone()]), false)
+            .await?
+            .remove(&key);
+        let history: Vec<AddressEvent> = sqlx::query_as(
+            "SELECT occurred_at, kind, source, delivery_log_id, correlation, bounce_type, reason, category,
+                    enhanced_status, reply_code, diagnostic, rule_id, counted, not_counted_why,
+                    status_before, status_after, count_before, count_after
+               FROM bounce_events WHERE address = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+        )
+        .bind(&key)
+        .bind(events)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reading address events")?;
+        if row.is_none() && history.is_empty() {
+            return Ok(None);
+        }
+        let r = row.unwrap_or_else(AddressRow::fresh);
+        Ok(Some(AddressInfo {
+            address: key,
+            status: r.status,
+            error_count: r.error_count,
+            first_error_at: r.first_error_at,
+            last_error_at: r.last_error_at,
+            last_significant_error_at: r.last_significant_error_at,
+            last_type: r.last_type,
+            last_reason: r.last_reason,
+            last_category: r.last_category,
+            last_text: r.last_text,
+            quarantined_at: r.quarantined_at,
+            release_at: r.release_at,
+            events: history,
+        }))
+    }
+
+    /// The bounce summary over `[since, until)`.
+    pub async fn report(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Report> {
+        let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+        let by_reason: Vec<ReportRow> = sqlx::query_as(
+            "SELECT bounce_type, reason, count(*) AS count FROM bounce_events
+              WHERE kind = 'bounce' AND occurred_at >= $1 AND occurred_at < $2
+              GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reporting by reason")?;
+        let by_domain: Vec<DomainCount> = sqlx::query_as(
+            "SELECT domain,
+                    count(*) FILTER (WHERE bounce_type = 'hard' AND not_counted_why IS DISTINCT FROM 'sender_side') AS hard,
+                    count(*) FILTER (WHERE bounce_type = 'soft' AND not_counted_why IS DISTINCT FROM 'sender_side') AS soft,
+                    count(*) FILTER (WHERE bounce_type IN ('ignored', 'none')) AS ignored,
+                    count(*) FILTER (WHERE not_counted_why = 'sender_side') AS sender_side
+               FROM bounce_events
+              WHERE kind = 'bounce' AND occurred_at >= $1 AND occurred_at < $2
+              GROUP BY domain ORDER BY count(*) DESC, domain LIMIT 100",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reporting by domain")?;
+        let totals: PgRow = sqlx::query(
+            "SELECT count(*) FILTER (WHERE status_after = 'quarantined' AND status_before <> 'quarantined') AS quarantined,
+                    count(*) FILTER (WHERE status_after = 'denylisted' AND status_before <> 'denylisted') AS denylisted,
+                    count(*) FILTER (WHERE status_before IN ('quarantined', 'denylisted')
+                                       AND status_after IN ('valid', 'erroneous')) AS released,
+                    count(*) FILTER (WHERE kind = 'bounce' AND correlation = 'none') AS uncorrelated
+               FROM bounce_events WHERE occurred_at >= $1 AND occurred_at < $2",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("reporting quarantines")?;
+        let get = |c: &str| -> Result<i64> { totals.try_get(c).ctx("reading report totals") };
+        Ok(Report {
+            since,
+            until,
+            by_reason,
+            by_domain,
+            quarantined: get("quarantined")?,
+            denylisted: get("denylisted")?,
+            released: get("released")?,
+            uncorrelated: get("uncorrelated")?,
+        })
+    }
+
+    /// The periodic housekeeping: lifts mailbox-full quarantines that are
+    /// due, resets the counters of addresses quiet for the reset period, and
+    /// purges events and processed-message hashes past the retention period.
+    pub async fn cleanup(&self, now: DateTime<Utc>) -> Result<CleanupSummary> {
+        let q = &self.settings.quarantine;
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let released = transition(
+            &mut tx,
+            "release",
+            "status = 'quarantined' AND release_at <= $1 + make_interval(days => $2::int4)",
+            0,
+            now,
+        )
+        .await?;
+        let reset = transition(
+            &mut tx,
+            "reset",
+            "status IN ('valid', 'erroneous') AND error_count > 0
+             AND last_significant_error_at < $1 - make_interval(days => $2::int4)",
+            q.reset_after_days,
+            now,
+        )
+        .await?;
+        let retention = q.retention_days;
+        let purged_events = purge(
+            &mut tx,
+            "DELETE FROM bounce_events WHERE occurred_at < $1 - make_interval(days => $2::int4)",
+            retention,
+            now,
+        )
+        .await?;
+        let purged_messages = purge(&mut tx, "DELETE FROM processed_messages WHERE processed_at < $1 - make_interval(days => $2::int4)", retention, now).await?;
+        purge(&mut tx, "DELETE FROM domain_sender_failures WHERE day < ($1 - make_interval(days => $2::int4))::date", retention, now).await?;
+        tx.commit().await.ctx("committing cleanup")?;
+        Ok(CleanupSummary {
+            released,
+            reset,
+            purged_events,
+            purged_messages,
+        })
+    }
+
+    /// Lifts any quarantine or list status: the address is valid again with
+    /// a zero counter. Returns the status it had.
+    pub async fn quarantine_release(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AddressStatus> {
+        self.set_status(address, now, |r| {
+            r.status = AddressStatus::Valid;
+            r.error_count = 0;
+            r.quarantined_at = None;
+            r.release_at = None;
+        })
+        .await
+    }
+
+    /// Puts an address on a list by hand: quarantined, denylisted or allowlisted.
+    pub async fn quarantine_add(
+        &self,
+        address: &str,
+        status: AddressStatus,
+        now: DateTime<Utc>,
+    ) -> Result<AddressStatus> {
+        if matches!(status, AddressStatus::Valid | AddressStatus::Erroneous) {
+            return Err(StoreError::Input(format!(
+                "cannot set status {status} by hand: use quarantined, denylisted or allowlisted (or release)"
+            )));
+        }
+        self.set_status(address, now, |r| {
+            r.status = status;
+            r.quarantined_at = (status != AddressStatus::Allowlisted).then_some(now);
+            r.release_at = None;
+        })
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut AddressRow),
+    ) -> Result<AddressStatus> {
+        let key = normalise_address(address)?;
+        let keys = BTreeSet::from([key.clone()]);
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let mut rows = apply::lock_addresses(&mut tx, &keys, now).await?;
+        let mut row = rows.remove(&key).unwrap_or_else(AddressRow::fresh);
+        let before = (row.status, row.error_count);
+        change(&mut row);
+        apply::update_addresses(&mut tx, &[(&key, &row)], now).await?;
+        let event = EventRow::state_change("manual", &key, before, (row.status, row.error_count));
+        insert_events(&mut tx, &[event], now).await?;
+        tx.commit().await.ctx("committing a status change")?;
+        Ok(before.0)
+    }
+
+    /// Imports what was sent, from a CSV with a header row naming at least
+    /// `message_id` and `address`, optionally `delivery`, `profile_id`,
+    /// `tracking_id` and `sent_at` (RFC 3339; empty means `now`). All or nothing.
+    pub async fn import_deliveries_csv(
+        &self,
+        reader: impl std::io::Read,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryImportSummary> {
+        let mut csv = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let columns = CsvColumns::from_headers(csv.headers().map_err(|e| csv_error(0, e))?)?;
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let mut summary = DeliveryImportSummary::default();
+        let mut deliveries: HashMap<String, i64> = HashMap::new();
+        let mut chunk = Vec::with_capacity(CSV_CHUNK);
+        for (n, record) in csv.records().enumerate() {
+            let line = n as u64 + 2;
+            let record = record.map_err(|e| csv_error(line, e))?;
+            chunk.push(columns.parse(&record, line, now)?);
+            if chunk.len() == CSV_CHUNK {
+                summary.rows += insert_delivery_logs(&mut tx, &chunk, &mut deliveries).await?;
+                chunk.clear();
+            }
+        }
+        summary.rows += insert_delivery_logs(&mut tx, &chunk, &mut deliveries).await?;
+        summary.deliveries = deliveries.len() as u64;
+        tx.commit().await.ctx("committing the deliveries import")?;
+        Ok(summary)
+    }
+}
+
+/// Moves every address matching `filter` (`$1` = now, `$2` = a number of
+/// days) back to valid with a zero counter, locking rows in address order,
+/// and records one audit event per address.
+async fn transition(
+    conn: &mut PgConnection,
+    kind: &'static str,
+    filter: &str,
+    days: i64,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let sql = format!(
+        "WITH old AS (SELECT address, status, error_count FROM addresses WHERE {filter} ORDER BY address FOR UPDATE)
+         UPDATE addresses a SET status = 'valid', error_count = 0, quarantined_at = NULL, release_at = NULL,
+                updated_at = $1
+           FROM old WHERE a.address = old.address
+         RETURNING a.address, old.status, old.error_count"
+    );
+    let days = i32::try_from(days)
+        .map_err(|_| StoreError::Input(format!("{days} days is out of range")))?;
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(days)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("cleaning up addresses")?;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let address: String = r.try_get(0).ctx("reading cleanup")?;
+        let status: String = r.try_get(1).ctx("reading cleanup")?;
+        let count: i32 = r.try_get(2).ctx("reading cleanup")?;
+        let before = (status.parse().map_err(StoreError::Input)?, count);
+        events.push(EventRow::state_change(
+            kind,
+            &address,
+            before,
+            (AddressStatus::Valid, 0),
+        ));
+    }
+    insert_events(conn, &events, now).await?;
+    Ok(events.len() as u64)
+}
+
+async fn purge(conn: &mut PgConnection, sql: &str, days: i64, now: DateTime<Utc>) -> Result<u64> {
+    let days = i32::try_from(days)
+        .map_err(|_| StoreError::Input(format!("{days} days is out of range")))?;
+    let done = sqlx::query(sql)
+        .bind(now)
+        .bind(days)
+        .execute(&mut *conn)
+        .await
+        .ctx("purging old rows")?;
+    Ok(done.rows_affected())
+}
+
+fn csv_error(line: u64, e: csv::Error) -> StoreError {
+    StoreError::Csv {
+        line,
+        message: e.to_string(),
+    }
+}
+
+struct CsvColumns {
+    message_id: usize,
+    address: usize,
+    delivery: Option<usize>,
+    profile_id: Option<usize>,
+    tracking_id: Option<usize>,
+    sent_at: Option<usize>,
+}
+
+struct DeliveryRow {
+    message_id: Option<String>,
+    address: String,
+    delivery: Option<String>,
+    profile_id: Option<String>,
+    tracking_id: Option<String>,
+    sent_at: DateTime<Utc>,
+}
+
+impl CsvColumns {
+    fn from_headers(h: &csv::StringRecord) -> Result<Self> {
+        let find = |name: &str| h.iter().position(|c| c.eq_ignore_ascii_case(name));
+        let required = |name: &str| {
+            find(name).ok_or_else(|| StoreError::Csv {
+                line: 1,
+                message: format!("the header row has no {name:?} column"),
+            })
+        };
+        Ok(Self {
+            message_id: required("message_id")?,
+            address: required("address")?,
+            delivery: find("delivery"),
+            profile_id: find("profile_id"),
+            tracking_id: find("tracking_id"),
+            sent_at: find("sent_at"),
+        })
+    }
+
+    fn parse(&self, rec: &csv::StringRecord, line: u64, now: DateTime<Utc>) -> Result<DeliveryRow> {
+        let field = |i: Option<usize>| {
+            i.and_then(|i| rec.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let bad = |message: String| StoreError::Csv { line, message };
+        let raw_address = field(Some(self.address)).ok_or_else(|| bad("empty address".into()))?;
+        let address = raw_address
+            .parse::<EmailAddress>()
+            .map_err(|e| bad(e.to_string()))?
+            .key();
+        let sent_at = match field(self.sent_at) {
+            None => now,
+            Some(s) => DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| bad(format!("sent_at {s:?} is not an RFC 3339 time: {e}")))?
+                .with_timezone(&Utc),
+        };
+        Ok(DeliveryRow {
+            message_id: field(Some(self.message_id))
+                .map(|m| normalise_message_id(&m))
+                .filter(|m| !m.is_empty()),
+            address,
+            delivery: field(self.delivery),
+            profile_id: field(self.profile_id),
+            tracking_id: field(self.tracking_id),
+            sent_at,
+        })
+    }
+}
+
+/// Inserts one chunk of delivery logs, creating the deliveries it names.
+async fn insert_delivery_logs(
+    conn: &mut PgConnection,
+    rows: &[DeliveryRow],
+    deliveries: &mut HashMap<String, i64>,
+) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let names: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.delivery.as_deref())
+        .filter(|n| !deliveries.contains_key(*n))
+        .collect();
+    if !names.is_empty() {
+        let names: Vec<&str> = names.into_iter().collect();
+        let ids: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO deliveries (name) SELECT unnest($1::text[]) ORDER BY 1
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+             RETURNING id, name",
+        )
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("creating deliveries")?;
+        deliveries.extend(ids.into_iter().map(|(id, name)| (name, id)));
+    }
+    let delivery_ids: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| r.delivery.as_ref().and_then(|n| deliveries.get(n).copied()))
+        .collect();
+    let done = sqlx::query(
+        "INSERT INTO delivery_logs (delivery_id, address, message_id, tracking_id, profile_id, sent_at)
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
+    )
+    .bind(&delivery_ids)
+    .bind(rows.iter().map(|r| r.address.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.message_id.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tracking_id.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.profile_id.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.sent_at).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await
+    .ctx("inserting delivery logs")?;
+    Ok(done.rows_affected())
+}
