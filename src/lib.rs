@@ -2,3 +2,4 @@
 pub mod analysis;
 pub mod model;
 pub mod rules;
+pub mod source;
