@@ -465,6 +465,7 @@ async fn wrong_password_is_an_auth_error_without_the_password() {
 
 #[tokio::test]
 async fn closed_port_fails_fast() {
+    test_env(); // like every test here, refuse to run without the harness
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);

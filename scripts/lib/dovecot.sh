@@ -50,11 +50,16 @@ _dovecot_free_port() {
     return 1
 }
 
-# Ports are chosen once per DIR and kept, so a restart keeps client endpoints valid.
+# Ports are chosen once per DIR and kept while free, so a restart keeps
+# client endpoints valid; called only while our Dovecot is not running.
 _dovecot_ports() {
-    local dir=$1 name
+    local dir=$1 name port reuse=1
     if [[ -s "$dir/ports" ]]; then
-        return 0
+        while read -r port; do
+            if _dovecot_port_open "$port"; then reuse=0; fi
+        done <"$dir/ports"
+        ((reuse)) && return 0
+        _dovecot_log "a saved port is taken by another program; choosing new ports"
     fi
     : >"$dir/ports.tmp"
     for name in imap imaps pop3 pop3s; do

@@ -128,7 +128,7 @@ impl ImapClient {
 
     pub async fn has_capability(&mut self, name: &str) -> Result<bool> {
         let name = name.to_ascii_uppercase();
-        Ok(self.capabilities().await?.iter().any(|c| *c == name))
+        Ok(self.capabilities().await?.contains(&name))
     }
 
     /// LOGIN; arguments that a quoted string cannot carry (non-ASCII, line
