@@ -6,9 +6,7 @@
 //! bounds the work per message ([`Limits`]): a capped message is analysed on its
 //! first bytes and the result says `truncated`.
 
-use crate::model::{
-    Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode,
-};
+use crate::model::{Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode};
 use serde::Serialize;
 
 /// Bounds on the work spent on one message.
@@ -49,8 +47,7 @@ impl Default for Correlation {
     fn default() -> Self {
         Self {
             tracking_header: "X-Inmail-Id".into(),
-            verp_pattern: regex::Regex::new(DEFAULT_VERP_PATTERN)
-                .expect("default VERP pattern compiles"),
+            verp_pattern: regex::Regex::new(DEFAULT_VERP_PATTERN).expect("default VERP pattern compiles"),
         }
     }
 }
@@ -139,10 +136,7 @@ impl Analysis {
 
 impl Analyzer {
     pub fn new(limits: Limits, correlation: Correlation) -> Self {
-        Self {
-            limits,
-            correlation,
-        }
+        Self { limits, correlation }
     }
 
     /// Analyse one raw message. Never panics; problems land in `error`.
