@@ -280,6 +280,21 @@ _dovecot_kill_pids() {
     kill -KILL "${alive[@]}" 2>/dev/null || true
 }
 
+# Pids whose parent is $1 (from /proc: procps may be missing on slim images).
+_dovecot_children() {
+    local status key value pid
+    for status in /proc/[0-9]*/status; do
+        pid=${status#/proc/}
+        pid=${pid%/status}
+        while read -r key value; do
+            if [[ $key == PPid: ]]; then
+                if [[ $value == "$1" ]]; then echo "$pid"; fi
+                break
+            fi
+        done <"$status" 2>/dev/null || true
+    done
+}
+
 dovecot_stop() {
     local dir=${1:?usage: dovecot_stop DIR} i master children
     [[ -d "$dir" ]] || return 0
@@ -289,7 +304,7 @@ dovecot_stop() {
     # Observed with 2.3.19: after `dovecot stop` the imap/pop3 processes keep
     # serving their clients until those disconnect, so a "restart" would not
     # break live sessions. Remember the master's children to end them too.
-    mapfile -t children < <(pgrep -P "$master" || true)
+    mapfile -t children < <(_dovecot_children "$master")
     /usr/sbin/dovecot -c "$dir/dovecot.conf" stop
     for ((i = 0; i < 100; i++)); do
         _dovecot_running "$dir" || break

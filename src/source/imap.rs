@@ -146,7 +146,6 @@ impl ImapClient {
             as_arg(&password_arg, password.expose_secret()),
         ];
         let tag = self.send(&args, "LOGIN").await;
-        drop(password_arg);
         self.capabilities = None;
         match self.finish(&tag?, "LOGIN").await {
             Err(MailboxError::Protocol { response, .. }) => Err(MailboxError::Auth {

@@ -62,7 +62,6 @@ impl Pop3Client {
             .map_err(|e| as_auth_error(e, user))?;
         let pass = format!("PASS {}\r\n", password.expose_secret());
         self.conn.write_all(pass.as_bytes()).await?;
-        drop(pass);
         self.read_status("PASS")
             .await
             .map_err(|e| as_auth_error(e, user))?;
