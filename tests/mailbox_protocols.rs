@@ -292,6 +292,10 @@ async fn imaps_select_search_fetch_is_byte_exact() {
 
     let uids = client.uid_search_all().await.expect("SEARCH");
     assert_eq!(uids, [1, 2, 3]);
+    // Arrives mid-session: Dovecot announces it (`* 4 EXISTS`, `* 1 RECENT`)
+    // at its next mailbox sync, here the NOOP, not during FETCH.
+    account.deliver("late.imaps", &message(13, 0));
+    client.noop().await.expect("NOOP");
     let mut fetched = Vec::new();
     for uid in uids {
         let body = client.uid_fetch(uid).await.expect("FETCH").expect("exists");
@@ -301,8 +305,12 @@ async fn imaps_select_search_fetch_is_byte_exact() {
     fetched.sort();
     fetched.dedup();
     assert_eq!(fetched.len(), 3);
+    assert_eq!(
+        client.uid_fetch(4).await.expect("FETCH"),
+        Some(message(13, 0))
+    );
 
-    assert_eq!(client.uid_search_from(3).await.expect("SEARCH"), [3]);
+    assert_eq!(client.uid_search_from(3).await.expect("SEARCH"), [3, 4]);
     assert_eq!(
         client.uid_search_from(10).await.expect("SEARCH"),
         Vec::<u32>::new(),
