@@ -14,7 +14,7 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -26,21 +26,6 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     #[serde(rename = "mailbox")]
     pub mailboxes: Vec<MailboxSettings>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            database: DatabaseSettings::default(),
-            analysis: AnalysisSettings::default(),
-            correlation: CorrelationSettings::default(),
-            quarantine: QuarantineSettings::default(),
-            retry: RetrySettings::default(),
-            log: LogSettings::default(),
-            daemon: DaemonSettings::default(),
-            mailboxes: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

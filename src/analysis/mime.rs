@@ -101,19 +101,19 @@ impl Message {
                     m.feedback_report.get_or_insert_with(|| raw_text(part, limits));
                 }
                 "message/rfc822" | "message/global" | "text/rfc822-headers"
-                | "message/rfc822-headers" | "message/global-headers" => {
-                    if m.original_headers.is_none() {
-                        let body = raw_body(part, limits);
-                        m.original_headers = Some(parse_header_block(&body, tracking));
-                        if mt.starts_with("message/") {
-                            m.attached = Some(body);
-                        }
+                | "message/rfc822-headers" | "message/global-headers"
+                    if m.original_headers.is_none() =>
+                {
+                    let body = raw_body(part, limits);
+                    m.original_headers = Some(parse_header_block(&body, tracking));
+                    if mt.starts_with("message/") {
+                        m.attached = Some(body);
                     }
                 }
                 t if t.starts_with("text/plain") || t == "text" => m.texts.push(decoded_text(part, limits)),
                 "text/html" => html.push(strip_html(&decoded_text(part, limits))),
                 // a part without a usable Content-Type (broken MIME) is read as text
-                t if t.is_empty() => m.texts.push(decoded_text(part, limits)),
+                "" => m.texts.push(decoded_text(part, limits)),
                 _ => {}
             }
         }

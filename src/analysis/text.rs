@@ -237,7 +237,7 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
         }
         let from = start.unwrap_or(0);
         if let Some(h) = header_block_start(&t[from..]) {
-            let block = mime::parse_header_block(t[from + h..].as_bytes(), &msg.tracking_header);
+            let block = mime::parse_header_block(&t.as_bytes()[from + h..], &msg.tracking_header);
             if !block.is_empty() {
                 return Some(block);
             }

@@ -215,7 +215,7 @@ impl RuleSet {
         if let Some(v) = self.rule_verdict(r.diagnostic.as_deref(), domain, "the diagnostic") {
             return v;
         }
-        if let Some(st) = r.status.filter(|s| !r.status_inferred && !(s.subject == 0 && s.detail == 0)) {
+        if let Some(st) = r.status.filter(|s| !(r.status_inferred || s.subject == 0 && s.detail == 0)) {
             if let Some(cat) = codes::category_for_status(st) {
                 return Verdict::from_category(
                     cat,
