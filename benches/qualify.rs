@@ -20,12 +20,17 @@ fn corpus() -> Vec<Vec<u8>> {
     };
     let mut out = Vec::new();
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         out.extend(paths.iter().filter_map(|p| std::fs::read(p).ok()));
     }
-    assert!(!out.is_empty(), "no messages to benchmark: set INMAIL_BENCH_DIR");
+    assert!(
+        !out.is_empty(),
+        "no messages to benchmark: set INMAIL_BENCH_DIR"
+    );
     out
 }
 

@@ -2,7 +2,10 @@
 //! messages/s: a quick profiling target (`perf record`, callgrind).
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
     let mut msgs = Vec::new();
     for d in args.drain(..) {
         for e in std::fs::read_dir(&d).expect("folder").flatten() {
@@ -24,5 +27,10 @@ fn main() {
         }
     }
     let dt = t.elapsed().as_secs_f64();
-    println!("{} messages in {:.3} s: {:.0} messages/s ({n})", msgs.len() * rounds, dt, (msgs.len() * rounds) as f64 / dt);
+    println!(
+        "{} messages in {:.3} s: {:.0} messages/s ({n})",
+        msgs.len() * rounds,
+        dt,
+        (msgs.len() * rounds) as f64 / dt
+    );
 }

@@ -39,14 +39,20 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, max_connections: 8, connect_timeout_secs: 5 }
+        Self {
+            url: None,
+            max_connections: 8,
+            connect_timeout_secs: 5,
+        }
     }
 }
 
 impl DatabaseSettings {
     /// The URL with any password replaced, for logs and `check-config`.
     pub fn masked_url(&self) -> Option<String> {
-        self.url.as_ref().map(|u| mask_url_password(u.expose_secret()))
+        self.url
+            .as_ref()
+            .map(|u| mask_url_password(u.expose_secret()))
     }
 }
 
@@ -149,7 +155,12 @@ pub struct RetrySettings {
 
 impl Default for RetrySettings {
     fn default() -> Self {
-        Self { quick_retries: 5, quick_interval_minutes: 60, daily_retries: 4, validity_days: 5 }
+        Self {
+            quick_retries: 5,
+            quick_interval_minutes: 60,
+            daily_retries: 4,
+            validity_days: 5,
+        }
     }
 }
 
@@ -170,7 +181,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Json, level: "info".into() }
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
     }
 }
 
@@ -248,7 +262,11 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut b = config::Config::builder();
         if let Some(f) = file {
-            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         b = b.add_source(
             config::Environment::with_prefix("INMAIL")
@@ -269,9 +287,17 @@ impl Settings {
                 e.push(format!("{key} = {v}: must be greater than 0"));
             }
         };
-        positive(&mut e, "quarantine.soft_error_threshold", q.soft_error_threshold.into());
+        positive(
+            &mut e,
+            "quarantine.soft_error_threshold",
+            q.soft_error_threshold.into(),
+        );
         positive(&mut e, "quarantine.reset_after_days", q.reset_after_days);
-        positive(&mut e, "quarantine.mailbox_full_release_days", q.mailbox_full_release_days);
+        positive(
+            &mut e,
+            "quarantine.mailbox_full_release_days",
+            q.mailbox_full_release_days,
+        );
         positive(&mut e, "quarantine.retention_days", q.retention_days);
         if q.soft_error_min_interval_hours < 0 {
             e.push(format!(
@@ -281,11 +307,26 @@ impl Settings {
         }
         positive(&mut e, "daemon.workers", self.daemon.workers as i64);
         positive(&mut e, "daemon.batch_size", self.daemon.batch_size as i64);
-        positive(&mut e, "daemon.queue_capacity", self.daemon.queue_capacity as i64);
-        positive(&mut e, "daemon.max_attempts", self.daemon.max_attempts.into());
-        positive(&mut e, "analysis.max_message_bytes", self.analysis.max_message_bytes as i64);
+        positive(
+            &mut e,
+            "daemon.queue_capacity",
+            self.daemon.queue_capacity as i64,
+        );
+        positive(
+            &mut e,
+            "daemon.max_attempts",
+            self.daemon.max_attempts.into(),
+        );
+        positive(
+            &mut e,
+            "analysis.max_message_bytes",
+            self.analysis.max_message_bytes as i64,
+        );
         if let Err(err) = regex::Regex::new(&self.correlation.verp_pattern) {
-            e.push(format!("correlation.verp_pattern = {:?}: {err}", self.correlation.verp_pattern));
+            e.push(format!(
+                "correlation.verp_pattern = {:?}: {err}",
+                self.correlation.verp_pattern
+            ));
         }
         if self.correlation.tracking_header.trim().is_empty() {
             e.push("correlation.tracking_header = \"\": must name a header".into());
@@ -303,10 +344,16 @@ impl Settings {
         for (i, m) in self.mailboxes.iter().enumerate() {
             let key = |k: &str| format!("mailbox[{i}] ({}).{k}", m.name);
             if m.name.trim().is_empty() {
-                e.push(format!("mailbox[{i}].name = \"\": every mailbox needs a name"));
+                e.push(format!(
+                    "mailbox[{i}].name = \"\": every mailbox needs a name"
+                ));
             }
             if !names.insert(m.name.clone()) {
-                e.push(format!("{} = {:?}: duplicate mailbox name", key("name"), m.name));
+                e.push(format!(
+                    "{} = {:?}: duplicate mailbox name",
+                    key("name"),
+                    m.name
+                ));
             }
             match m.kind {
                 MailboxKind::Maildir => match &m.path {
@@ -321,7 +368,11 @@ impl Settings {
                         e.push(format!("{}: required for kind = {:?}", key("host"), m.kind));
                     }
                     if m.username.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                        e.push(format!("{}: required for kind = {:?}", key("username"), m.kind));
+                        e.push(format!(
+                            "{}: required for kind = {:?}",
+                            key("username"),
+                            m.kind
+                        ));
                     }
                     match (&m.password_env, &m.password_file) {
                         (None, None) => e.push(format!(
@@ -349,17 +400,27 @@ impl Settings {
                     }
                     if let Some(ca) = &m.ca_file {
                         if !ca.is_file() {
-                            e.push(format!("{} = {:?}: file does not exist", key("ca_file"), ca));
+                            e.push(format!(
+                                "{} = {:?}: file does not exist",
+                                key("ca_file"),
+                                ca
+                            ));
                         }
                     }
                 }
             }
             if let Some(a) = &m.after {
                 if !matches!(a.as_str(), "seen" | "delete" | "move") {
-                    e.push(format!("{} = {a:?}: expected \"seen\", \"delete\" or \"move\"", key("after")));
+                    e.push(format!(
+                        "{} = {a:?}: expected \"seen\", \"delete\" or \"move\"",
+                        key("after")
+                    ));
                 }
                 if a == "move" && m.move_to.is_none() {
-                    e.push(format!("{}: required when after = \"move\"", key("move_to")));
+                    e.push(format!(
+                        "{}: required when after = \"move\"",
+                        key("move_to")
+                    ));
                 }
             }
         }

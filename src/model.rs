@@ -74,7 +74,8 @@ impl FromStr for EmailAddress {
         {
             return Err(bad());
         }
-        if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+        if t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
         {
             return Err(bad());
         }
@@ -116,7 +117,11 @@ pub struct EnhancedStatus {
 
 impl EnhancedStatus {
     pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
-        Self { class, subject, detail }
+        Self {
+            class,
+            subject,
+            detail,
+        }
     }
     pub fn is_permanent(&self) -> bool {
         self.class == 5
@@ -135,9 +140,16 @@ impl FromStr for EnhancedStatus {
         let bad = || ParseError::Status(truncate_for_error(s));
         let t = s.trim();
         let mut it = t.splitn(3, '.');
-        let (c, sub, det) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+        let (c, sub, det) = (
+            it.next().ok_or_else(bad)?,
+            it.next().ok_or_else(bad)?,
+            it.next().ok_or_else(bad)?,
+        );
         // the detail may be followed by text ("5.1.1 (user unknown)")
-        let det = det.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("");
+        let det = det
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap_or("");
         let num = |p: &str| -> Result<u16, ParseError> {
             if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -148,7 +160,11 @@ impl FromStr for EnhancedStatus {
         if !matches!(class, 2 | 4 | 5) {
             return Err(bad());
         }
-        Ok(Self { class: class as u8, subject: num(sub)?, detail: num(det)? })
+        Ok(Self {
+            class: class as u8,
+            subject: num(sub)?,
+            detail: num(det)?,
+        })
     }
 }
 impl TryFrom<String> for EnhancedStatus {
@@ -191,7 +207,9 @@ impl FromStr for ReplyCode {
             && (b'0'..=b'5').contains(&b[1])
             && b[2].is_ascii_digit()
         {
-            t.parse().map(ReplyCode).map_err(|_| ParseError::ReplyCode(t.into()))
+            t.parse()
+                .map(ReplyCode)
+                .map_err(|_| ParseError::ReplyCode(t.into()))
         } else {
             Err(ParseError::ReplyCode(truncate_for_error(s)))
         }
@@ -370,11 +388,9 @@ impl Category {
             | C::NotCompliant
             | C::MessageTooLarge
             | C::SyntaxError => (Soft, Reason::Refused),
-            C::RateLimited
-            | C::Expired
-            | C::NetworkError
-            | C::SystemError
-            | C::MailerError => (Soft, Reason::Unreachable),
+            C::RateLimited | C::Expired | C::NetworkError | C::SystemError | C::MailerError => {
+                (Soft, Reason::Unreachable)
+            }
             C::OnHold | C::Undefined => (Soft, Reason::NotDefined),
             C::SpamComplaint => (Hard, Reason::Refused),
             C::AutoReply | C::Delayed => (Ignored, Reason::NotDefined),

@@ -80,7 +80,13 @@ fn parse_one(body: &str, a: &mut Analysis) {
         // its Final-Recipient (or the Original-Recipient just before it).
         let mut starts: Vec<usize> = finals
             .iter()
-            .map(|&i| if i > 0 && block[i - 1].0 == "original-recipient" { i - 1 } else { i })
+            .map(|&i| {
+                if i > 0 && block[i - 1].0 == "original-recipient" {
+                    i - 1
+                } else {
+                    i
+                }
+            })
             .collect();
         starts[0] = 0;
         for (n, &s) in starts.iter().enumerate() {
@@ -92,9 +98,18 @@ fn parse_one(body: &str, a: &mut Analysis) {
 
 /// One group of fields: per-message fields, or one recipient's.
 fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
-    let addr = ["final-recipient", "original-recipient", "x-actual-recipient"]
-        .iter()
-        .find_map(|name| block.iter().find(|(k, _)| k == name).and_then(|(_, v)| typed_address(v)));
+    let addr = [
+        "final-recipient",
+        "original-recipient",
+        "x-actual-recipient",
+    ]
+    .iter()
+    .find_map(|name| {
+        block
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| typed_address(v))
+    });
     let Some(addr) = addr else {
         for (k, v) in block {
             match k.as_str() {
@@ -137,7 +152,9 @@ fn complete(r: &mut RecipientReport, context: Option<&str>) {
         // The remote server's own code (next to its reply) is more precise
         // than the reporting MTA's summary; a generic Status says least.
         let generic = r.status.is_none_or(|st| st.subject == 0 && st.detail == 0);
-        if let Some(s) = text::reply_status(d).filter(|s| generic || r.status.is_some_and(|st| st.class == s.class)) {
+        if let Some(s) = text::reply_status(d)
+            .filter(|s| generic || r.status.is_some_and(|st| st.class == s.class))
+        {
             r.status = Some(s);
         } else if generic {
             if let Some(s) = text::first_status(d) {

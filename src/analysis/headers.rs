@@ -12,7 +12,10 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Every address in a header or text fragment, in order, parsed.
 pub fn all_addresses(s: &str) -> Vec<EmailAddress> {
-    ADDRESS.find_iter(s).filter_map(|m| m.as_str().parse().ok()).collect()
+    ADDRESS
+        .find_iter(s)
+        .filter_map(|m| m.as_str().parse().ok())
+        .collect()
 }
 
 pub fn first_address(s: &str) -> Option<EmailAddress> {
@@ -71,7 +74,10 @@ pub struct Signals {
 impl Signals {
     /// Strong evidence: the text may be trusted to name failed recipients.
     pub fn strong(&self) -> bool {
-        self.daemon_sender || self.bounce_subject || self.report || !self.failed_recipients.is_empty()
+        self.daemon_sender
+            || self.bounce_subject
+            || self.report
+            || !self.failed_recipients.is_empty()
     }
     pub fn is_bounce(&self) -> bool {
         self.strong() || self.null_return_path
@@ -81,9 +87,12 @@ impl Signals {
 pub fn bounce_signals(msg: &mime::Message) -> Signals {
     let mut s = Signals::default();
     if let Some(from) = msg.header("from") {
-        let addr_daemon = all_addresses(&from).iter().any(|a| DAEMON_LOCAL.is_match(a.local_part()));
+        let addr_daemon = all_addresses(&from)
+            .iter()
+            .any(|a| DAEMON_LOCAL.is_match(a.local_part()));
         let name_part = from.split('<').next().unwrap_or("");
-        s.daemon_sender = addr_daemon || DAEMON_NAME.is_match(name_part)
+        s.daemon_sender = addr_daemon
+            || DAEMON_NAME.is_match(name_part)
             || (!from.contains('@') && DAEMON_LOCAL.is_match(from.trim()));
     }
     if let Some(subj) = msg.header("subject") {
@@ -120,7 +129,8 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
     if h("precedence").is_some_and(|v| v == "auto_reply") {
         return true;
     }
-    msg.header("subject").is_some_and(|s| AUTO_REPLY_SUBJECT.is_match(&s))
+    msg.header("subject")
+        .is_some_and(|s| AUTO_REPLY_SUBJECT.is_match(&s))
 }
 
 /// Message-ID, tracking id and VERP recipient of the message that bounced.
@@ -129,18 +139,33 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let orig = msg.original();
     let tracking = corr.tracking_header.to_ascii_lowercase();
     if let Some(h) = orig {
-        o.message_id = mime::first_header(h, "message-id").map(clean_id).filter(|s| !s.is_empty());
-        o.tracking_id = mime::first_header(h, &tracking).map(|v| v.trim().to_string()).filter(|s| !s.is_empty());
+        o.message_id = mime::first_header(h, "message-id")
+            .map(clean_id)
+            .filter(|s| !s.is_empty());
+        o.tracking_id = mime::first_header(h, &tracking)
+            .map(|v| v.trim().to_string())
+            .filter(|s| !s.is_empty());
     }
     if o.tracking_id.is_none() {
         // some MTAs return only the body, or the platform put the id on the bounce path
-        o.tracking_id = msg.header(&tracking).map(|v| v.trim().to_string()).filter(|s| !s.is_empty());
+        o.tracking_id = msg
+            .header(&tracking)
+            .map(|v| v.trim().to_string())
+            .filter(|s| !s.is_empty());
     }
-    for name in ["x-original-to", "delivered-to", "envelope-to", "x-envelope-to", "to"] {
+    for name in [
+        "x-original-to",
+        "delivered-to",
+        "envelope-to",
+        "x-envelope-to",
+        "to",
+    ] {
         for v in msg.headers_named(name) {
             for a in all_addresses(v) {
                 if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
-                    let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else { continue };
+                    let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else {
+                        continue;
+                    };
                     if let Ok(addr) = format!("{}@{}", l.as_str(), d.as_str()).parse() {
                         o.verp_recipient = Some(addr);
                         o.verp_token = c.name("token").map(|t| t.as_str().to_string());

@@ -28,10 +28,27 @@ pub struct Message {
 
 /// Headers the analysis reads; decoding only these keeps parsing cheap.
 const WANTED_HEADERS: &[&str] = &[
-    "from", "to", "cc", "subject", "reply-to", "sender", "return-path", "delivered-to",
-    "x-original-to", "envelope-to", "x-envelope-to", "auto-submitted", "x-autoreply",
-    "x-autorespond", "x-autoresponder", "x-auto-response", "precedence", "x-failed-recipients",
-    "message-id", "x-hmxmroriginalrecipient", "content-type",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "reply-to",
+    "sender",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "envelope-to",
+    "x-envelope-to",
+    "auto-submitted",
+    "x-autoreply",
+    "x-autorespond",
+    "x-autoresponder",
+    "x-auto-response",
+    "precedence",
+    "x-failed-recipients",
+    "message-id",
+    "x-hmxmroriginalrecipient",
+    "content-type",
 ];
 
 impl Message {
@@ -50,7 +67,10 @@ impl Message {
         header_value(&self.headers, name)
     }
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn parse(bytes: &[u8], limits: &Limits, tracking_header: &str) -> Result<Message, String> {
@@ -70,7 +90,8 @@ impl Message {
         if nested > limits.max_parts {
             return Self::headers_only(bytes, limits, tracking);
         }
-        let parsed = mailparse::parse_mail(bytes).map_err(|e| format!("unreadable MIME structure: {e}"))?;
+        let parsed =
+            mailparse::parse_mail(bytes).map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
             headers: collect_headers(&parsed.headers, tracking),
             content_type: parsed.ctype.mimetype.to_ascii_lowercase(),
@@ -98,10 +119,14 @@ impl Message {
                     m.delivery_status.push(raw_text(part, limits))
                 }
                 "message/feedback-report" => {
-                    m.feedback_report.get_or_insert_with(|| raw_text(part, limits));
+                    m.feedback_report
+                        .get_or_insert_with(|| raw_text(part, limits));
                 }
-                "message/rfc822" | "message/global" | "text/rfc822-headers"
-                | "message/rfc822-headers" | "message/global-headers"
+                "message/rfc822"
+                | "message/global"
+                | "text/rfc822-headers"
+                | "message/rfc822-headers"
+                | "message/global-headers"
                     if m.original_headers.is_none() =>
                 {
                     let body = raw_body(part, limits);
@@ -110,7 +135,9 @@ impl Message {
                         m.attached = Some(body);
                     }
                 }
-                t if t.starts_with("text/plain") || t == "text" => m.texts.push(decoded_text(part, limits)),
+                t if t.starts_with("text/plain") || t == "text" => {
+                    m.texts.push(decoded_text(part, limits))
+                }
                 "text/html" => html.push(strip_html(&decoded_text(part, limits))),
                 // a part without a usable Content-Type (broken MIME) is read as text
                 "" => m.texts.push(decoded_text(part, limits)),
@@ -149,7 +176,9 @@ fn inline_delivery_status(t: &str) -> Option<String> {
     let i = find_ci(t, "\nfinal-recipient:")?;
     // start at the paragraph holding it, so Action/Status before it are kept
     let para = t[..i].rfind("\n\n").map(|p| p + 2).unwrap_or(0);
-    let start = find_ci(&t[..para], "\nreporting-mta:").map(|p| p + 1).unwrap_or(para);
+    let start = find_ci(&t[..para], "\nreporting-mta:")
+        .map(|p| p + 1)
+        .unwrap_or(para);
     Some(t[start..].to_string())
 }
 
@@ -160,14 +189,18 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
 }
 
 pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 fn collect_headers(h: &[mailparse::MailHeader], tracking: &str) -> Vec<(String, String)> {
     h.iter()
         .filter_map(|x| {
             let k = x.get_key_ref();
-            let wanted = WANTED_HEADERS.iter().any(|w| k.eq_ignore_ascii_case(w)) || k.eq_ignore_ascii_case(tracking);
+            let wanted = WANTED_HEADERS.iter().any(|w| k.eq_ignore_ascii_case(w))
+                || k.eq_ignore_ascii_case(tracking);
             wanted.then(|| (k.to_ascii_lowercase(), x.get_value()))
         })
         .collect()
@@ -177,19 +210,28 @@ fn collect_headers(h: &[mailparse::MailHeader], tracking: &str) -> Vec<(String, 
 /// them. Only the wanted headers are parsed: a returned original often carries
 /// dozens of Received lines nobody reads.
 pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<(String, String)> {
-    let mut pos = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let mut pos = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
     let mut out = Vec::new();
     while pos < body.len() {
         let rest = &body[pos..];
-        let line_end = memchr::memchr(b'\n', rest).map(|i| i + 1).unwrap_or(rest.len());
+        let line_end = memchr::memchr(b'\n', rest)
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
         let line = &rest[..line_end];
         if line.iter().all(|b| *b == b'\r' || *b == b'\n') {
             break;
         }
         if !line[0].is_ascii_whitespace() {
-            let Some(colon) = memchr::memchr(b':', line) else { break };
+            let Some(colon) = memchr::memchr(b':', line) else {
+                break;
+            };
             let key = &line[..colon];
-            let wanted = WANTED_HEADERS.iter().any(|w| key.eq_ignore_ascii_case(w.as_bytes()))
+            let wanted = WANTED_HEADERS
+                .iter()
+                .any(|w| key.eq_ignore_ascii_case(w.as_bytes()))
                 || key.eq_ignore_ascii_case(tracking.as_bytes());
             if wanted {
                 if let Ok((h, consumed)) = mailparse::parse_header(rest) {
@@ -206,16 +248,25 @@ pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<(String, String)> 
 
 /// Every header of a block whose name is `name`, lowercase names compared.
 pub fn first_header<'a>(block: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    block.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    block
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn raw_body(part: &ParsedMail, limits: &Limits) -> Vec<u8> {
     // a body whose transfer encoding is broken is read as it stands
-    let mut b = part.get_body_raw().unwrap_or_else(|_| match part.get_body_encoded() {
-        mailparse::body::Body::Base64(b) | mailparse::body::Body::QuotedPrintable(b) => b.get_raw().to_vec(),
-        mailparse::body::Body::SevenBit(b) | mailparse::body::Body::EightBit(b) => b.get_raw().to_vec(),
-        mailparse::body::Body::Binary(b) => b.get_raw().to_vec(),
-    });
+    let mut b = part
+        .get_body_raw()
+        .unwrap_or_else(|_| match part.get_body_encoded() {
+            mailparse::body::Body::Base64(b) | mailparse::body::Body::QuotedPrintable(b) => {
+                b.get_raw().to_vec()
+            }
+            mailparse::body::Body::SevenBit(b) | mailparse::body::Body::EightBit(b) => {
+                b.get_raw().to_vec()
+            }
+            mailparse::body::Body::Binary(b) => b.get_raw().to_vec(),
+        });
     b.truncate(limits.max_part_bytes);
     b
 }
@@ -250,9 +301,14 @@ fn strip_html(html: &str) -> String {
         if !in_tag && c == b'<' {
             in_tag = true;
             let rest = &lower[i..];
-            if rest.starts_with("<br") || rest.starts_with("<p") || rest.starts_with("</p")
-                || rest.starts_with("<div") || rest.starts_with("</div") || rest.starts_with("<tr")
-                || rest.starts_with("</tr") || rest.starts_with("<li")
+            if rest.starts_with("<br")
+                || rest.starts_with("<p")
+                || rest.starts_with("</p")
+                || rest.starts_with("<div")
+                || rest.starts_with("</div")
+                || rest.starts_with("<tr")
+                || rest.starts_with("</tr")
+                || rest.starts_with("<li")
             {
                 out.push('\n');
             }
@@ -269,7 +325,10 @@ fn strip_html(html: &str) -> String {
         }
         i += 1;
     }
-    out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -288,24 +347,36 @@ pub fn bound_and_normalise(raw: &[u8], max: usize) -> (Cow<'_, [u8]>, bool) {
     let mut bytes = raw;
     let mut truncated = false;
     if bytes.starts_with(b"From ") {
-        let end = memchr::memchr(b'\n', bytes).map(|i| i + 1).unwrap_or(bytes.len());
+        let end = memchr::memchr(b'\n', bytes)
+            .map(|i| i + 1)
+            .unwrap_or(bytes.len());
         bytes = &bytes[end..];
     }
     if bytes.len() > max {
-        let cut = memchr::memrchr(b'\n', &bytes[..max]).map(|i| i + 1).unwrap_or(max);
+        let cut = memchr::memrchr(b'\n', &bytes[..max])
+            .map(|i| i + 1)
+            .unwrap_or(max);
         bytes = &bytes[..cut];
         truncated = true;
     }
     let has_lf = memchr::memchr(b'\n', bytes).is_some();
     if !has_lf && memchr::memchr(b'\r', bytes).is_some() {
-        let v: Vec<u8> = bytes.iter().map(|&b| if b == b'\r' { b'\n' } else { b }).collect();
+        let v: Vec<u8> = bytes
+            .iter()
+            .map(|&b| if b == b'\r' { b'\n' } else { b })
+            .collect();
         return (Cow::Owned(v), truncated);
     }
     (Cow::Borrowed(bytes), truncated)
 }
 
 /// All header values of a block under `name`.
-pub fn header_values<'a>(block: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    block.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+pub fn header_values<'a>(
+    block: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    block
+        .iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
-

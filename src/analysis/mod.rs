@@ -18,7 +18,8 @@ mod ses;
 mod text;
 
 use crate::model::{
-    Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode, SmtpCommand,
+    Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode,
+    SmtpCommand,
 };
 use serde::Serialize;
 
@@ -172,7 +173,10 @@ impl Analysis {
 
 impl Analyzer {
     pub fn new(limits: Limits, correlation: Correlation) -> Self {
-        Self { limits, correlation }
+        Self {
+            limits,
+            correlation,
+        }
     }
 
     /// Analyse one raw message. Never panics; problems land in `error`.
@@ -182,28 +186,41 @@ impl Analyzer {
 
     fn analyse_nested(&self, raw: &[u8], depth: u8) -> Analysis {
         let (bytes, truncated) = mime::bound_and_normalise(raw, self.limits.max_message_bytes);
-        let mut a = match mime::Message::parse(&bytes, &self.limits, &self.correlation.tracking_header) {
-            Ok(msg) => {
-                let a = self.classify(&msg);
-                match &msg.attached {
-                    // A gateway that forwards the real bounce as an attachment.
-                    Some(inner) if depth == 0 && matches!(a.kind, MessageKind::NotBounce | MessageKind::Bounce) => {
-                        let b = self.analyse_nested(inner, depth + 1);
-                        let better = match a.kind {
-                            MessageKind::NotBounce => matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce),
-                            _ => b.kind == MessageKind::Dsn,
-                        };
-                        if better { b } else { a }
+        let mut a =
+            match mime::Message::parse(&bytes, &self.limits, &self.correlation.tracking_header) {
+                Ok(msg) => {
+                    let a = self.classify(&msg);
+                    match &msg.attached {
+                        // A gateway that forwards the real bounce as an attachment.
+                        Some(inner)
+                            if depth == 0
+                                && matches!(
+                                    a.kind,
+                                    MessageKind::NotBounce | MessageKind::Bounce
+                                ) =>
+                        {
+                            let b = self.analyse_nested(inner, depth + 1);
+                            let better = match a.kind {
+                                MessageKind::NotBounce => {
+                                    matches!(b.kind, MessageKind::Dsn | MessageKind::Bounce)
+                                }
+                                _ => b.kind == MessageKind::Dsn,
+                            };
+                            if better {
+                                b
+                            } else {
+                                a
+                            }
+                        }
+                        _ => a,
                     }
-                    _ => a,
                 }
-            }
-            Err(e) => {
-                let mut a = Analysis::empty(MessageKind::NotBounce);
-                a.error = Some(e);
-                a
-            }
-        };
+                Err(e) => {
+                    let mut a = Analysis::empty(MessageKind::NotBounce);
+                    a.error = Some(e);
+                    a
+                }
+            };
         a.truncated = truncated;
         if a.recipients.len() > self.limits.max_recipients {
             a.recipients.truncate(self.limits.max_recipients);
@@ -256,7 +273,11 @@ impl Analyzer {
         }
         text::parse_bounce(msg, &signals, &mut a);
         let auto_replied = headers::is_auto_reply(msg);
-        if auto_replied && !signals.report && signals.failed_recipients.is_empty() && !text::has_smtp_evidence(&a) {
+        if auto_replied
+            && !signals.report
+            && signals.failed_recipients.is_empty()
+            && !text::has_smtp_evidence(&a)
+        {
             // Prose about a failure, from an auto-responder, without a single
             // SMTP code: too weak to act on; it is an automatic reply.
             a.recipients.clear();
@@ -316,7 +337,10 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
         }
     }
     a.kind = MessageKind::Arf;
-    let diag = a.feedback_type.clone().map(|t| format!("feedback-type: {t}"));
+    let diag = a
+        .feedback_type
+        .clone()
+        .map(|t| format!("feedback-type: {t}"));
     for ad in addrs {
         let mut r = RecipientReport::new(ad);
         r.hint = Some(Category::SpamComplaint);

@@ -137,7 +137,10 @@ pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
         let cmd = command_named(m.as_str());
         last = Some(cmd);
         let Some(p) = reply_at else { continue };
-        let in_reply = m.as_str().get(..8).is_some_and(|x| x.eq_ignore_ascii_case("in reply"));
+        let in_reply = m
+            .as_str()
+            .get(..8)
+            .is_some_and(|x| x.eq_ignore_ascii_case("in reply"));
         let distance = match in_reply {
             true if m.start() > p => m.start() - p,
             false if m.start() < p => p - m.start(),
@@ -148,7 +151,8 @@ pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
         }
     }
     // with a known reply, a command named only after it is the next step of the dialogue
-    best.map(|(_, c)| c).or(if reply_at.is_none() { last } else { None })
+    best.map(|(_, c)| c)
+        .or(if reply_at.is_none() { last } else { None })
 }
 
 /// The first SMTP reply code in a text (`550 ...`, `550-...`, `said: 550`).
@@ -161,10 +165,26 @@ fn reply_code_at(s: &str) -> Option<(usize, ReplyCode)> {
         let b = s.as_bytes();
         let before_ok = m.start() == 0 || {
             let c = b[m.start() - 1];
-            matches!(c, b' ' | b'\t' | b'\n' | b'(' | b'[' | b'<' | b'"' | b'\'' | b'=' | b':' | b';' | b'>')
+            matches!(
+                c,
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'('
+                    | b'['
+                    | b'<'
+                    | b'"'
+                    | b'\''
+                    | b'='
+                    | b':'
+                    | b';'
+                    | b'>'
+            )
         };
         let after_ok = m.end() >= b.len()
-            || matches!(b[m.end()], b' ' | b'-' | b'\t' | b'\n' | b'\r' | b')' | b',' | b';' | b':' | b']' | b'"');
+            || matches!(
+                b[m.end()],
+                b' ' | b'-' | b'\t' | b'\n' | b'\r' | b')' | b',' | b';' | b':' | b']' | b'"'
+            );
         if !(before_ok && after_ok) {
             return None;
         }
@@ -232,7 +252,10 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
     for t in &msg.texts {
         let mut start = None;
         if let Some(m) = ORIGINAL_MARKER.find(t) {
-            let after = t[m.end()..].find('\n').map(|i| m.end() + i + 1).unwrap_or(t.len());
+            let after = t[m.end()..]
+                .find('\n')
+                .map(|i| m.end() + i + 1)
+                .unwrap_or(t.len());
             start = Some(after);
         }
         let from = start.unwrap_or(0);
@@ -289,7 +312,9 @@ fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddre
             continue;
         }
         for m in headers::address_spans(line) {
-            let Ok(a) = m.as_str().parse::<EmailAddress>() else { continue };
+            let Ok(a) = m.as_str().parse::<EmailAddress>() else {
+                continue;
+            };
             if SERVICE_LOCAL.is_match(a.local_part())
                 || excluded.iter().any(|e| e.key() == a.key())
                 || out.iter().any(|o| o.key() == a.key())
@@ -439,7 +464,12 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     let keys: Vec<String> = rcpts.iter().map(|r| r.key()).collect();
     let temporary_report = TEMPORARY.is_match(&context);
     for (i, addr) in rcpts.into_iter().enumerate() {
-        let others: Vec<&str> = keys.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, k)| k.as_str()).collect();
+        let others: Vec<&str> = keys
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, k)| k.as_str())
+            .collect();
         let mut r = RecipientReport::new(addr);
         let diag = blocks(&lines, &keys[i], &others);
         r.reply_code = diag.as_deref().and_then(find_reply_code);

@@ -36,7 +36,10 @@ pub fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<InputError>) {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
             Ok(_) => files.push(p.clone()),
-            Err(error) => errors.push(InputError { path: p.clone(), error }),
+            Err(error) => errors.push(InputError {
+                path: p.clone(),
+                error,
+            }),
         }
     }
     (files, errors)
@@ -46,7 +49,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(error) => {
-            errors.push(InputError { path: dir.to_path_buf(), error });
+            errors.push(InputError {
+                path: dir.to_path_buf(),
+                error,
+            });
             return;
         }
     };
@@ -74,7 +80,10 @@ pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
     } else {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
     };
-    res.map_err(|error| InputError { path: path.to_path_buf(), error })?;
+    res.map_err(|error| InputError {
+        path: path.to_path_buf(),
+        error,
+    })?;
     let source = path.display().to_string();
     Ok(split_mbox(&source, data))
 }
@@ -82,7 +91,10 @@ pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
 /// An mbox is a file of two or more messages, each starting with a `From ` line.
 fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
     if !data.starts_with(b"From ") {
-        return vec![Input { source: source.to_string(), data }];
+        return vec![Input {
+            source: source.to_string(),
+            data,
+        }];
     }
     let mut starts = vec![0usize];
     starts.extend(
@@ -93,14 +105,20 @@ fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
             .filter(|&i| is_separator(&data[i..])),
     );
     if starts.len() < 2 {
-        return vec![Input { source: source.to_string(), data }];
+        return vec![Input {
+            source: source.to_string(),
+            data,
+        }];
     }
     let mut out = Vec::with_capacity(starts.len());
     for (n, w) in starts.iter().enumerate() {
         let end = starts.get(n + 1).copied().unwrap_or(data.len());
         let mut msg = data[*w..end].to_vec();
         unescape_from(&mut msg);
-        out.push(Input { source: format!("{source}#{}", n + 1), data: msg });
+        out.push(Input {
+            source: format!("{source}#{}", n + 1),
+            data: msg,
+        });
     }
     out
 }

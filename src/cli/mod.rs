@@ -9,7 +9,11 @@ pub mod inputs;
 pub mod qualify;
 
 #[derive(Debug, Parser)]
-#[command(name = "inmail", version, about = "Bounce-processing daemon: qualify bounces, keep address lists clean")]
+#[command(
+    name = "inmail",
+    version,
+    about = "Bounce-processing daemon: qualify bounces, keep address lists clean"
+)]
 pub struct Cli {
     /// TOML settings file (INMAIL__SECTION__KEY environment variables override it).
     #[arg(long, short = 'c', global = true, env = "INMAIL_CONFIG")]

@@ -57,7 +57,12 @@ pub struct RecipientResult<'a> {
     pub explanation: Option<&'a str>,
 }
 
-pub fn result<'a>(source: &'a str, a: &'a Analysis, verdicts: &'a [Verdict], explain: bool) -> MessageResult<'a> {
+pub fn result<'a>(
+    source: &'a str,
+    a: &'a Analysis,
+    verdicts: &'a [Verdict],
+    explain: bool,
+) -> MessageResult<'a> {
     MessageResult {
         source,
         kind: a.kind,
@@ -103,7 +108,10 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
     let settings = Settings::load(config)?;
     settings.validate()?;
     let analyzer = analyzer_from(&settings)?;
-    let rules_path = args.rules.as_ref().or(settings.analysis.rules_file.as_ref());
+    let rules_path = args
+        .rules
+        .as_ref()
+        .or(settings.analysis.rules_file.as_ref());
     let rules = match rules_path {
         Some(p) => RuleSet::compile(crate::rules::load_file(p)?)
             .with_context(|| format!("rules file {}", p.display()))?,
@@ -160,7 +168,11 @@ fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {
             x.verdict.reason.as_str(),
             x.verdict.category.as_str(),
             x.verdict.rule,
-            if x.verdict.qualified { "" } else { "  (to qualify)" },
+            if x.verdict.qualified {
+                ""
+            } else {
+                "  (to qualify)"
+            },
         )?;
         if let Some(e) = x.explanation {
             writeln!(out, "      why: {e}")?;

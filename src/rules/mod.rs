@@ -58,9 +58,21 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn from_category(category: Category, rule: String, qualified: bool, explanation: String) -> Self {
+    fn from_category(
+        category: Category,
+        rule: String,
+        qualified: bool,
+        explanation: String,
+    ) -> Self {
         let (bounce_type, reason) = category.default_verdict();
-        Self { bounce_type, reason, category, rule, qualified, explanation }
+        Self {
+            bounce_type,
+            reason,
+            category,
+            rule,
+            qualified,
+            explanation,
+        }
     }
     /// The failure is the sender's fault and must not count against the address.
     pub fn sender_side(&self) -> bool {
@@ -71,7 +83,10 @@ impl Verdict {
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("rule {id}: pattern does not compile: {source}")]
-    BadPattern { id: String, source: Box<regex::Error> },
+    BadPattern {
+        id: String,
+        source: Box<regex::Error>,
+    },
     #[error("rule set does not compile: {0}")]
     Set(Box<regex::Error>),
     #[error("rules file {path}: {message}")]
@@ -89,8 +104,10 @@ struct RulesFile {
 
 /// Parses a rules file in the `config/rules.toml` format.
 pub fn parse_rules_toml(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
-    let f: RulesFile = toml::from_str(text)
-        .map_err(|e| RulesError::File { path: origin.to_string(), message: e.to_string() })?;
+    let f: RulesFile = toml::from_str(text).map_err(|e| RulesError::File {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(f.rule)
 }
 
@@ -114,7 +131,10 @@ pub fn check_rule(rule: &Rule) -> Result<(), RulesError> {
         .size_limit(1 << 20)
         .build()
         .map(|_| ())
-        .map_err(|e| RulesError::BadPattern { id: rule.id.clone(), source: Box::new(e) })
+        .map_err(|e| RulesError::BadPattern {
+            id: rule.id.clone(),
+            source: Box::new(e),
+        })
 }
 
 /// Compiled rules. Cheap to share (`Arc`), immutable: a reload builds a new one.
@@ -125,7 +145,9 @@ pub struct RuleSet {
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("rules", &self.rules.len()).finish()
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .finish()
     }
 }
 
@@ -164,7 +186,11 @@ impl RuleSet {
             .matches(text)
             .into_iter()
             .map(|i| &self.rules[i])
-            .find(|r| r.domain.as_deref().is_none_or(|d| domain_in_scope(domain, d)))
+            .find(|r| {
+                r.domain
+                    .as_deref()
+                    .is_none_or(|d| domain_in_scope(domain, d))
+            })
     }
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
@@ -172,7 +198,11 @@ impl RuleSet {
             // Still being retried: never a failure of the address, but the
             // cause (mailbox full, host down, ...) is worth reporting.
             let cause = self.qualify_failure(r);
-            let reason = if cause.qualified { cause.reason } else { Reason::Unreachable };
+            let reason = if cause.qualified {
+                cause.reason
+            } else {
+                Reason::Unreachable
+            };
             return Verdict {
                 bounce_type: BounceType::Ignored,
                 reason,
@@ -215,13 +245,19 @@ impl RuleSet {
         if let Some(v) = self.rule_verdict(r.diagnostic.as_deref(), domain, "the diagnostic") {
             return v;
         }
-        if let Some(st) = r.status.filter(|s| !(r.status_inferred || s.subject == 0 && s.detail == 0)) {
+        if let Some(st) = r
+            .status
+            .filter(|s| !(r.status_inferred || s.subject == 0 && s.detail == 0))
+        {
             if let Some(cat) = codes::category_for_status(st) {
                 return Verdict::from_category(
                     cat,
                     format!("builtin:status:{st}"),
                     true,
-                    format!("no rule matched; enhanced status {st} means {}", cat.describe()),
+                    format!(
+                        "no rule matched; enhanced status {st} means {}",
+                        cat.describe()
+                    ),
                 );
             }
         }
@@ -236,11 +272,17 @@ impl RuleSet {
                     cat,
                     format!("builtin:reply:{rc}"),
                     true,
-                    format!("no rule or status matched; reply code {rc} means {}", cat.describe()),
+                    format!(
+                        "no rule or status matched; reply code {rc} means {}",
+                        cat.describe()
+                    ),
                 );
             }
         }
-        let permanent = r.status.map(|s| s.class == 5).or(r.reply_code.map(|c| c.class() == 5));
+        let permanent = r
+            .status
+            .map(|s| s.class == 5)
+            .or(r.reply_code.map(|c| c.class() == 5));
         Verdict {
             bounce_type: BounceType::Soft,
             reason: Reason::NotDefined,
@@ -264,15 +306,31 @@ impl RuleSet {
 /// one carrying a policy (x.7.x) or generic mailbox (x.2.0) code rather than an
 /// address code (x.1.x): either way a filter spoke, not the mailbox. A
 /// recipient-side reason at MAIL FROM is really about the sender.
-fn adjust_for_context(mut v: Verdict, cmd: Option<SmtpCommand>, status: Option<EnhancedStatus>) -> Verdict {
+fn adjust_for_context(
+    mut v: Verdict,
+    cmd: Option<SmtpCommand>,
+    status: Option<EnhancedStatus>,
+) -> Verdict {
     let address_code = status.is_some_and(|s| s.subject == 1);
     let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
     let to = match (cmd, v.category) {
         (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => Category::Filtered,
-        (_, Category::UserUnknown) if filter_code && v.rule != format!("builtin:status:{}", status.map(|s| s.to_string()).unwrap_or_default()) => Category::Filtered,
+        (_, Category::UserUnknown)
+            if filter_code
+                && v.rule
+                    != format!(
+                        "builtin:status:{}",
+                        status.map(|s| s.to_string()).unwrap_or_default()
+                    ) =>
+        {
+            Category::Filtered
+        }
         (
             Some(SmtpCommand::MailFrom),
-            Category::UserUnknown | Category::InvalidDomain | Category::AccountDisabled | Category::HasMoved,
+            Category::UserUnknown
+            | Category::InvalidDomain
+            | Category::AccountDisabled
+            | Category::HasMoved,
         ) => Category::SenderRejected,
         _ => return v,
     };
