@@ -19,4 +19,12 @@ pg_provision
 dovecot_start "$PWD/target/dovecot"
 trap 'dovecot_stop "$PWD/target/dovecot" || true' EXIT
 
-cargo test --locked --all-features -- --test-threads="${INMAIL_TEST_THREADS:-4}"
+log=$(mktemp)
+set +e
+cargo test --locked --lib --bins --tests -- --test-threads="${INMAIL_TEST_THREADS:-4}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# one closing line for the whole suite, summed over every test binary
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "inmail: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$rc"
