@@ -17,7 +17,31 @@ use serde_json::Value;
 /// `family/crlf` or `family/cr` for a line-ending variant. They are asserted to
 /// be *still* wrong, not skipped: when the engine is fixed the test fails until
 /// the entry is removed, so the list never outlives the bugs it records.
-const KNOWN_WRONG: &[(&str, &str)] = &[];
+const KNOWN_WRONG: &[(&str, &str)] = &[
+    (
+        "delay",
+        "the report text is cut at Sendmail's preamble \"The original message was received at\" \
+         (taken for the start of the returned message), so the transcript is lost and the \
+         diagnostic is null",
+    ),
+    (
+        "exim-warning",
+        "an Exim \"has not yet been delivered\" delay warning is qualified as a soft \
+         network_error failure instead of delayed / ignored",
+    ),
+    (
+        "mailing-list",
+        "a Mailman non-member rejection (owner address, original subject, X-List-Administrivia) \
+         is not recognised: not_bounce instead of sender_rejected for the list address",
+    ),
+    (
+        "sendmail-plain",
+        "the diagnostic repeats the \">>> RCPT To\" transcript line: it is pushed once as the \
+         command before the \"<<<\" reply and once as a line naming the address",
+    ),
+    ("mbox/crlf", "the mbox reader only splits on \"\\n\\nFrom \": a CRLF mbox is read as one message"),
+    ("mbox/cr", "the mbox reader only splits on \"\\n\\nFrom \": a CR-only mbox is read as one message"),
+];
 
 macro_rules! golden_tests {
     ($($test:ident => $family:literal),+ $(,)?) => {
@@ -59,6 +83,7 @@ golden_tests! {
     postfix_data => "postfix-data",
     qmail => "qmail",
     sendmail => "sendmail",
+    sendmail_plain => "sendmail-plain",
     spf_auth => "spf-auth",
     with_tracking => "with-tracking",
     yahoo => "yahoo",
@@ -126,6 +151,10 @@ fn every_fixture_has_a_test_and_a_golden_file() {
     let mut listed: Vec<&str> = FAMILIES.to_vec();
     listed.sort_unstable();
     assert_eq!(on_disk, listed, "fixtures on disk and golden_tests! entries differ");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        // the other tests are writing the golden files right now
+        return;
+    }
     let mut golden: Vec<String> = std::fs::read_dir(golden_dir())
         .expect("golden folder is readable")
         .filter_map(|e| e.ok())
