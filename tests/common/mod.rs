@@ -21,15 +21,16 @@ pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
 }
 
-/// The fixture families, sorted: file names without `.eml`.
+/// The fixture families (file names without `.eml`), in the order the CLI
+/// reads a folder: sorted by file name, so `exim-delay.eml` before `exim.eml`.
 pub fn fixture_families() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
+    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures folder is readable")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".eml").map(str::to_string))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".eml"))
         .collect();
-    v.sort();
-    v
+    names.sort();
+    names.iter().map(|n| n.trim_end_matches(".eml").to_string()).collect()
 }
 
 pub fn fixture_bytes(family: &str) -> Vec<u8> {
