@@ -39,8 +39,14 @@ const KNOWN_WRONG: &[(&str, &str)] = &[
         "the diagnostic repeats the \">>> RCPT To\" transcript line: it is pushed once as the \
          command before the \"<<<\" reply and once as a line naming the address",
     ),
-    ("mbox/crlf", "the mbox reader only splits on \"\\n\\nFrom \": a CRLF mbox is read as one message"),
-    ("mbox/cr", "the mbox reader only splits on \"\\n\\nFrom \": a CR-only mbox is read as one message"),
+    (
+        "mbox/crlf",
+        "the mbox reader only splits on \"\\n\\nFrom \": a CRLF mbox is read as one message",
+    ),
+    (
+        "mbox/cr",
+        "the mbox reader only splits on \"\\n\\nFrom \": a CR-only mbox is read as one message",
+    ),
 ];
 
 macro_rules! golden_tests {
@@ -100,7 +106,10 @@ fn check(family: &str) {
         let outcome = if diff.is_empty() {
             Ok(())
         } else {
-            Err(format!("differs from the LF result:\n  {}", diff.join("\n  ")))
+            Err(format!(
+                "differs from the LF result:\n  {}",
+                diff.join("\n  ")
+            ))
         };
         record(&case, outcome, &mut failures);
     }
@@ -108,7 +117,10 @@ fn check(family: &str) {
 }
 
 fn known_wrong(case: &str) -> Option<&'static str> {
-    KNOWN_WRONG.iter().find(|(c, _)| *c == case).map(|(_, why)| *why)
+    KNOWN_WRONG
+        .iter()
+        .find(|(c, _)| *c == case)
+        .map(|(_, why)| *why)
 }
 
 /// Files the outcome of one case: a failure is expected exactly for the
@@ -129,11 +141,15 @@ fn compare_with_golden(family: &str, actual: &Value) -> Result<(), String> {
     let pretty = serde_json::to_string_pretty(actual).expect("JSON values serialise") + "\n";
     // A known-wrong golden file is the hand-written truth: never regenerate it.
     if std::env::var_os("UPDATE_GOLDEN").is_some() && known_wrong(family).is_none() {
-        std::fs::write(&path, pretty).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, pretty)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         return Ok(());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!("cannot read {}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display())
+        format!(
+            "cannot read {}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
     })?;
     let expected: Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
@@ -141,7 +157,11 @@ fn compare_with_golden(family: &str, actual: &Value) -> Result<(), String> {
     if diff.is_empty() {
         Ok(())
     } else {
-        Err(format!("differs from {}:\n  {}\nactual:\n{pretty}", path.display(), diff.join("\n  ")))
+        Err(format!(
+            "differs from {}:\n  {}\nactual:\n{pretty}",
+            path.display(),
+            diff.join("\n  ")
+        ))
     }
 }
 
@@ -151,7 +171,10 @@ fn every_fixture_has_a_test_and_a_golden_file() {
     on_disk.sort();
     let mut listed: Vec<&str> = FAMILIES.to_vec();
     listed.sort_unstable();
-    assert_eq!(on_disk, listed, "fixtures on disk and golden_tests! entries differ");
+    assert_eq!(
+        on_disk, listed,
+        "fixtures on disk and golden_tests! entries differ"
+    );
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         // the other tests are writing the golden files right now
         return;
@@ -159,21 +182,34 @@ fn every_fixture_has_a_test_and_a_golden_file() {
     let mut golden: Vec<String> = std::fs::read_dir(golden_dir())
         .expect("golden folder is readable")
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
         .collect();
     golden.sort();
-    assert_eq!(on_disk, golden, "every fixture needs exactly one golden file");
+    assert_eq!(
+        on_disk, golden,
+        "every fixture needs exactly one golden file"
+    );
 }
 
 #[test]
 fn known_wrong_entries_name_real_cases() {
     for (case, why) in KNOWN_WRONG {
-        let family = case.split('/').next().unwrap_or(case);
-        let variant_ok = case.split_once('/').is_none_or(|(_, v)| v == "crlf" || v == "cr");
+        let (family, variant_ok) = match case.split_once('/') {
+            Some((family, variant)) => (family, variant == "crlf" || variant == "cr"),
+            None => (*case, true),
+        };
         assert!(
             FAMILIES.contains(&family) && variant_ok,
             "KNOWN_WRONG names no test case: {case}"
         );
-        assert!(!why.trim().is_empty(), "KNOWN_WRONG entry {case} needs an explanation");
+        assert!(
+            !why.trim().is_empty(),
+            "KNOWN_WRONG entry {case} needs an explanation"
+        );
     }
 }

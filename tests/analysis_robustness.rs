@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{fixture_bytes, fixture_families, fixtures_dir, qualify_fixture, verdicts, LineEnding};
+use common::{
+    fixture_bytes, fixture_families, fixtures_dir, qualify_fixture, verdicts, LineEnding,
+};
 use inmail::analysis::{Analysis, Analyzer, Limits};
 use inmail::model::{BounceType, MessageKind};
 use proptest::prelude::*;
@@ -19,21 +21,30 @@ use std::sync::LazyLock;
 const NOT_BOUNCES: &[&str] = &["human-reply", "not-bounce-newsletter"];
 
 static FIXTURES: LazyLock<Vec<(String, Vec<u8>)>> = LazyLock::new(|| {
-    fixture_families().into_iter().map(|f| {
-        let bytes = fixture_bytes(&f);
-        (f, bytes)
-    }).collect()
+    fixture_families()
+        .into_iter()
+        .map(|f| {
+            let bytes = fixture_bytes(&f);
+            (f, bytes)
+        })
+        .collect()
 });
 
 /// Limits far below the defaults, so that random input actually reaches them.
 fn tight_analyzer() -> Analyzer {
     Analyzer {
-        limits: Limits { max_message_bytes: 8 * 1024, max_part_bytes: 2 * 1024, max_parts: 6, max_recipients: 1 },
+        limits: Limits {
+            max_message_bytes: 8 * 1024,
+            max_part_bytes: 2 * 1024,
+            max_parts: 6,
+            max_recipients: 1,
+        },
         ..Analyzer::default()
     }
 }
 
-static ANALYZERS: LazyLock<[Analyzer; 2]> = LazyLock::new(|| [Analyzer::default(), tight_analyzer()]);
+static ANALYZERS: LazyLock<[Analyzer; 2]> =
+    LazyLock::new(|| [Analyzer::default(), tight_analyzer()]);
 
 /// Analyses `raw` with the default and the tight limits and checks what must
 /// hold for any input: bounded results that qualify and serialise.
@@ -42,10 +53,18 @@ fn analyse_checked(raw: &[u8]) -> Result<Vec<Analysis>, TestCaseError> {
     for analyzer in ANALYZERS.iter() {
         let a = analyzer.analyse(raw);
         let limits = &analyzer.limits;
-        prop_assert!(a.recipients.len() <= limits.max_recipients, "{} recipients", a.recipients.len());
+        prop_assert!(
+            a.recipients.len() <= limits.max_recipients,
+            "{} recipients",
+            a.recipients.len()
+        );
         // an mbox `From ` line is dropped before the size check, hence the margin
         if raw.len() > limits.max_message_bytes + 1024 {
-            prop_assert!(a.truncated, "a {}-byte message is not marked truncated", raw.len());
+            prop_assert!(
+                a.truncated,
+                "a {}-byte message is not marked truncated",
+                raw.len()
+            );
         }
         if a.kind == MessageKind::NotBounce {
             prop_assert!(a.recipients.is_empty(), "not_bounce with recipients");
@@ -95,7 +114,10 @@ fn mail_like() -> impl Strategy<Value = Vec<u8>> {
         Just("Subject: Undelivered Mail Returned to Sender\n".to_string()),
         Just("Return-Path: <>\n".to_string()),
         Just("X-Failed-Recipients: a@example.org, b@example.org\n".to_string()),
-        Just("Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n".to_string()),
+        Just(
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n"
+                .to_string()
+        ),
         Just("Content-Type: multipart/mixed; boundary=b\n".to_string()),
         Just("Content-Type: message/delivery-status\n".to_string()),
         Just("Content-Type: message/rfc822\n".to_string()),
@@ -182,14 +204,26 @@ fn recipients_beyond_the_limit_are_cut_and_flagged() {
         "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n",
     ));
     for i in 0..40 {
-        msg.push_str(&format!("Final-Recipient: rfc822; user{i}@example.org\nAction: failed\nStatus: 5.1.1\n\n"));
+        msg.push_str(&format!(
+            "Final-Recipient: rfc822; user{i}@example.org\nAction: failed\nStatus: 5.1.1\n\n"
+        ));
     }
     msg.push_str("--b--\n");
-    let analyzer = Analyzer { limits: Limits { max_recipients: 5, ..Limits::default() }, ..Analyzer::default() };
+    let analyzer = Analyzer {
+        limits: Limits {
+            max_recipients: 5,
+            ..Limits::default()
+        },
+        ..Analyzer::default()
+    };
     let a = analyzer.analyse(msg.as_bytes());
     assert_eq!(a.recipients.len(), 5);
     assert!(a.truncated);
-    assert_eq!(a.recipients[0].address.as_str(), "user0@example.org", "the first recipients are kept");
+    assert_eq!(
+        a.recipients[0].address.as_str(),
+        "user0@example.org",
+        "the first recipients are kept"
+    );
 }
 
 #[test]
@@ -198,7 +232,9 @@ fn deeply_nested_multipart_does_not_overflow_the_stack() {
     let depth = 20_000;
     let mut msg = String::from("From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n");
     for i in 0..depth {
-        msg.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"));
+        msg.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+        ));
     }
     msg.push_str("Content-Type: text/plain\n\n<user@example.org>: 550 5.1.1 user unknown\n");
     let a = Analyzer::default().analyse(msg.as_bytes());
@@ -208,10 +244,14 @@ fn deeply_nested_multipart_does_not_overflow_the_stack() {
 #[test]
 fn oversized_message_is_analysed_on_its_start() {
     let mut raw = fixture_bytes("postfix");
-    raw.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
+    raw.resize(raw.len() + 3 * 1024 * 1024, b'x');
     let a = Analyzer::default().analyse(&raw);
     assert!(a.truncated);
-    assert_eq!(a.kind, MessageKind::Dsn, "the report in the first bytes is still read");
+    assert_eq!(
+        a.kind,
+        MessageKind::Dsn,
+        "the report in the first bytes is still read"
+    );
 }
 
 // --- the compiled binary ---------------------------------------------------------
@@ -245,14 +285,19 @@ fn cli_prints_one_json_line_per_message_in_input_order() {
     let dir = fixtures_dir();
     let out = inmail(&["qualify".as_ref(), "--json".as_ref(), dir.as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit status {:?}, stderr: {stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "exit status {:?}, stderr: {stderr}",
+        out.status
+    );
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
     let expected = expected_per_message();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), expected.len(), "one line per message");
     let prefix = format!("{}/", dir.display());
     for (line, want) in lines.iter().zip(&expected) {
-        let mut got: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let mut got: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         let source = got["source"].as_str().expect("a source").to_string();
         got["source"] = Value::String(source.strip_prefix(&prefix).unwrap_or(&source).to_string());
         assert_eq!(&got, want, "the CLI and the library disagree");
@@ -264,17 +309,33 @@ fn cli_names_a_missing_path_and_fails() {
     let missing = fixtures_dir().join("no-such-message.eml");
     let out = inmail(&["qualify".as_ref(), "--json".as_ref(), missing.as_os_str()]);
     assert!(!out.status.success(), "a missing path must fail");
-    assert!(out.stdout.is_empty(), "nothing to print: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing to print: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&missing.display().to_string()), "stderr does not name the path: {stderr}");
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "stderr does not name the path: {stderr}"
+    );
 }
 
 #[test]
 fn cli_reports_a_missing_path_after_the_readable_ones() {
     let good = fixtures_dir().join("postfix.eml");
     let missing = fixtures_dir().join("no-such-message.eml");
-    let out = inmail(&["qualify".as_ref(), "--json".as_ref(), good.as_os_str(), missing.as_os_str()]);
+    let out = inmail(&[
+        "qualify".as_ref(),
+        "--json".as_ref(),
+        good.as_os_str(),
+        missing.as_os_str(),
+    ]);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "the readable file is still qualified");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "the readable file is still qualified"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-message.eml"));
 }

@@ -30,7 +30,10 @@ pub fn fixture_families() -> Vec<String> {
         .filter(|n| n.ends_with(".eml"))
         .collect();
     names.sort();
-    names.iter().map(|n| n.trim_end_matches(".eml").to_string()).collect()
+    names
+        .iter()
+        .map(|n| n.trim_end_matches(".eml").to_string())
+        .collect()
 }
 
 pub fn fixture_bytes(family: &str) -> Vec<u8> {
@@ -92,7 +95,8 @@ pub fn qualify_file(path: &Path, name: &str) -> Value {
             let source = m.source.replacen(&prefix, name, 1);
             let a = analyzer.analyse(&m.data);
             let v = verdicts(&a);
-            serde_json::to_value(qualify::result(&source, &a, &v, false)).expect("results serialise")
+            serde_json::to_value(qualify::result(&source, &a, &v, false))
+                .expect("results serialise")
         })
         .collect();
     if out.len() == 1 {
@@ -112,7 +116,8 @@ pub fn qualify_fixture(family: &str, ending: LineEnding) -> Value {
     }
     let dir = tempfile::tempdir().expect("scratch folder");
     let path = dir.path().join(&name);
-    std::fs::write(&path, ending.convert(&fixture_bytes(family))).expect("scratch file is writable");
+    std::fs::write(&path, ending.convert(&fixture_bytes(family)))
+        .expect("scratch file is writable");
     qualify_file(&path, &name)
 }
 
@@ -143,7 +148,11 @@ fn diff_at(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) 
                 diff_at(&format!("{path}[{i}]"), ev, av, out);
             }
             if e.len() != a.len() {
-                out.push(format!("{path}: expected {} elements, got {}", e.len(), a.len()));
+                out.push(format!(
+                    "{path}: expected {} elements, got {}",
+                    e.len(),
+                    a.len()
+                ));
             }
         }
         _ if expected != actual => out.push(format!("{path}: expected {expected}, got {actual}")),
