@@ -7,14 +7,13 @@
 mod common;
 
 use common::{
-    fixture_bytes, fixture_families, fixtures_dir, qualify_fixture, verdicts, LineEnding,
+    fixture_bytes, fixture_families, fixtures_dir, inmail, qualify_fixture, verdicts, LineEnding,
 };
 use inmail::analysis::{Analysis, Analyzer, Limits};
 use inmail::model::{BounceType, MessageKind};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
-use std::process::{Command, Output};
 use std::sync::LazyLock;
 
 /// Fixtures that are not bounces: no damage may make them report a failure.
@@ -256,18 +255,6 @@ fn oversized_message_is_analysed_on_its_start() {
 
 // --- the compiled binary ---------------------------------------------------------
 
-fn inmail(args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inmail"));
-    cmd.args(args).env_remove("INMAIL_CONFIG");
-    // settings come from INMAIL__* variables too: the test must see the defaults
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("INMAIL__") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("the inmail binary runs")
-}
-
 /// What the library gives for each fixture, one object per message, in the
 /// order the CLI reads them (sorted file names, mbox messages in order).
 fn expected_per_message() -> Vec<Value> {
@@ -283,7 +270,7 @@ fn expected_per_message() -> Vec<Value> {
 #[test]
 fn cli_prints_one_json_line_per_message_in_input_order() {
     let dir = fixtures_dir();
-    let out = inmail(&["qualify".as_ref(), "--json".as_ref(), dir.as_os_str()]);
+    let out = inmail(["qualify".as_ref(), "--json".as_ref(), dir.as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -307,7 +294,7 @@ fn cli_prints_one_json_line_per_message_in_input_order() {
 #[test]
 fn cli_names_a_missing_path_and_fails() {
     let missing = fixtures_dir().join("no-such-message.eml");
-    let out = inmail(&["qualify".as_ref(), "--json".as_ref(), missing.as_os_str()]);
+    let out = inmail(["qualify".as_ref(), "--json".as_ref(), missing.as_os_str()]);
     assert!(!out.status.success(), "a missing path must fail");
     assert!(
         out.stdout.is_empty(),
@@ -325,7 +312,7 @@ fn cli_names_a_missing_path_and_fails() {
 fn cli_reports_a_missing_path_after_the_readable_ones() {
     let good = fixtures_dir().join("postfix.eml");
     let missing = fixtures_dir().join("no-such-message.eml");
-    let out = inmail(&[
+    let out = inmail([
         "qualify".as_ref(),
         "--json".as_ref(),
         good.as_os_str(),

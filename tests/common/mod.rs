@@ -159,3 +159,20 @@ fn diff_at(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) 
         _ => {}
     }
 }
+
+/// Runs the compiled `inmail` with `args`, on default settings whatever the
+/// environment of the test run says.
+pub fn inmail<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inmail"));
+    cmd.args(args).env_remove("INMAIL_CONFIG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("INMAIL__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("the inmail binary runs")
+}
