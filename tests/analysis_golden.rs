@@ -17,37 +17,7 @@ use serde_json::Value;
 /// `family/crlf` or `family/cr` for a line-ending variant. They are asserted to
 /// be *still* wrong, not skipped: when the engine is fixed the test fails until
 /// the entry is removed, so the list never outlives the bugs it records.
-const KNOWN_WRONG: &[(&str, &str)] = &[
-    (
-        "delay",
-        "the report text is cut at Sendmail's preamble \"The original message was received at\" \
-         (taken for the start of the returned message), so the transcript is lost and the \
-         diagnostic is null",
-    ),
-    (
-        "exim-warning",
-        "an Exim \"has not yet been delivered\" delay warning is qualified as a soft \
-         network_error failure instead of delayed / ignored",
-    ),
-    (
-        "mailing-list",
-        "a Mailman non-member rejection (owner address, original subject, X-List-Administrivia) \
-         is not recognised: not_bounce instead of sender_rejected for the list address",
-    ),
-    (
-        "sendmail-plain",
-        "the diagnostic repeats the \">>> RCPT To\" transcript line: it is pushed once as the \
-         command before the \"<<<\" reply and once as a line naming the address",
-    ),
-    (
-        "mbox/crlf",
-        "the mbox reader only splits on \"\\n\\nFrom \": a CRLF mbox is read as one message",
-    ),
-    (
-        "mbox/cr",
-        "the mbox reader only splits on \"\\n\\nFrom \": a CR-only mbox is read as one message",
-    ),
-];
+const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 macro_rules! golden_tests {
     ($($test:ident => $family:literal),+ $(,)?) => {

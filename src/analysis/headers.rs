@@ -27,7 +27,7 @@ pub fn address_spans(s: &str) -> impl Iterator<Item = regex::Match<'_>> {
 }
 
 static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon)(?:[-+.].*)?$").expect("daemon regex")
+    super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
 });
 
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -61,6 +61,11 @@ static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("auto-reply subject regex")
 });
 
+static DELAY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    super::rx(r"(?i)\bdelay(?:ed)?\b|warning: could not send message for past|not yet been delivered|still being retried|delivery status notification \(delay\)|temporarily (?:undeliverable|delayed)")
+        .expect("delay subject regex")
+});
+
 /// Evidence, from the headers, that a message is a delivery report.
 #[derive(Debug, Default)]
 pub struct Signals {
@@ -69,6 +74,8 @@ pub struct Signals {
     pub null_return_path: bool,
     pub report: bool,
     pub failed_recipients: Vec<EmailAddress>,
+    /// The subject says delivery is only delayed and still being retried.
+    pub delay_warning: bool,
 }
 
 impl Signals {
@@ -97,7 +104,10 @@ pub fn bounce_signals(msg: &mime::Message) -> Signals {
     }
     if let Some(subj) = msg.header("subject") {
         s.bounce_subject = BOUNCE_SUBJECT.is_match(&subj) && !AUTO_REPLY_SUBJECT.is_match(&subj);
+        s.delay_warning = DELAY_SUBJECT.is_match(&subj);
     }
+    // list managers (Mailman, fml, Sympa) answer from their admin address
+    s.daemon_sender |= msg.header("x-list-administrivia").is_some();
     s.null_return_path = msg.headers_named("return-path").any(|v| {
         let t = v.trim();
         t == "<>" || t.is_empty() || t.eq_ignore_ascii_case("<mailer-daemon>")

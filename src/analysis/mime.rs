@@ -49,6 +49,7 @@ const WANTED_HEADERS: &[&str] = &[
     "message-id",
     "x-hmxmroriginalrecipient",
     "content-type",
+    "x-list-administrivia",
 ];
 
 impl Message {

@@ -17,7 +17,7 @@ const MAX_BLOCK_LINES: usize = 8;
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(concat!(
         r"(?mi)^[\s\-=_*#>]*(?:below this line is a copy of the message|this is a copy of the message|",
-        r"a copy of the original message|(?:the )?original message (?:follows|headers?|was)|",
+        r"a copy of the original message|(?:the )?original message (?:follows|headers?)|",
         r"[\-=_*]+\s*original message\s*[\-=_*]+|returned message|unsent message follows|",
         r"(?:the )?header of the original message|header of the returned message|message headers follow|",
         r"returned mail follows|headers? of (?:the )?(?:original|returned|your) message|",
@@ -346,7 +346,10 @@ fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
         }
         occurrences += 1;
         // in a session transcript the command answered stands on the line before
-        if i > 0 && lines[i - 1].trim_start().starts_with(">>>") {
+        if i > 0
+            && lines[i - 1].trim_start().starts_with(">>>")
+            && !contains_ci(lines[i - 1], &needle)
+        {
             push_collapsed(&mut out, lines[i - 1]);
         }
         push_collapsed(&mut out, lines[i]);
@@ -463,6 +466,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     }
     let keys: Vec<String> = rcpts.iter().map(|r| r.key()).collect();
     let temporary_report = TEMPORARY.is_match(&context);
+    let delay_warning = signals.delay_warning;
     for (i, addr) in rcpts.into_iter().enumerate() {
         let others: Vec<&str> = keys
             .iter()
@@ -484,8 +488,11 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         }
         r.diagnostic = diag.or_else(|| Some(context.to_string()));
         r.context = Some(context.clone());
+        if delay_warning {
+            r.hint = Some(crate::model::Category::Delayed);
+        }
         if r.status.is_none() {
-            if temporary_report && r.reply_code.is_none() {
+            if (temporary_report || delay_warning) && r.reply_code.is_none() {
                 r.status = Some(EnhancedStatus::new(4, 0, 0));
                 r.status_inferred = true;
             } else {

@@ -88,20 +88,34 @@ pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
     Ok(split_mbox(&source, data))
 }
 
-/// An mbox is a file of two or more messages, each starting with a `From ` line.
+/// An mbox is a file of two or more messages, each starting with a `From `
+/// line. A `.eml` file is one message by definition, even when its body
+/// quotes an unescaped `From ` line (bounces often do).
 fn split_mbox(source: &str, data: Vec<u8>) -> Vec<Input> {
-    if !data.starts_with(b"From ") {
+    let single = std::path::Path::new(source)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("eml") || e.eq_ignore_ascii_case("msg"));
+    if single || !data.starts_with(b"From ") {
         return vec![Input {
             source: source.to_string(),
             data,
         }];
     }
+    // an mbox written on Windows or old Macs: separators follow CRLF or CR lines
+    let data = if memchr::memchr(b'\n', &data).is_none() {
+        data.iter()
+            .map(|&b| if b == b'\r' { b'\n' } else { b })
+            .collect()
+    } else {
+        data
+    };
     let mut starts = vec![0usize];
+    // mbox puts a blank line before each separator; a bare "From " line
+    // without one belongs to the message before it
     starts.extend(
-        // mbox puts a blank line before each separator; a bare "From " line
-        // without one belongs to the message before it
-        memchr::memmem::find_iter(&data, b"\n\nFrom ")
-            .map(|i| i + 2)
+        memchr::memmem::find_iter(&data, b"\nFrom ")
+            .map(|i| i + 1)
+            .filter(|&i| data[..i - 1].ends_with(b"\n") || data[..i - 1].ends_with(b"\n\r"))
             .filter(|&i| is_separator(&data[i..])),
     );
     if starts.len() < 2 {
@@ -130,7 +144,8 @@ fn is_separator(line_start: &[u8]) -> bool {
             .expect("mbox separator regex")
     });
     let end = memchr::memchr(b'\n', line_start).unwrap_or(line_start.len());
-    SEP.is_match(&line_start[..end])
+    let line = &line_start[..end];
+    SEP.is_match(line.strip_suffix(b"\r").unwrap_or(line))
 }
 
 /// mboxrd quoting: `>From ` at a line start stands for `From `.

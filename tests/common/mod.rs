@@ -27,17 +27,31 @@ pub fn fixture_families() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures folder is readable")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".eml"))
+        .filter(|n| n.ends_with(".eml") || n.ends_with(".mbox"))
         .collect();
     names.sort();
     names
         .iter()
-        .map(|n| n.trim_end_matches(".eml").to_string())
+        .map(|n| {
+            n.trim_end_matches(".eml")
+                .trim_end_matches(".mbox")
+                .to_string()
+        })
         .collect()
 }
 
+/// A fixture's file name: one message per `.eml`, several per `.mbox`.
+pub fn fixture_name(family: &str) -> String {
+    let mbox = format!("{family}.mbox");
+    if fixtures_dir().join(&mbox).exists() {
+        mbox
+    } else {
+        format!("{family}.eml")
+    }
+}
+
 pub fn fixture_bytes(family: &str) -> Vec<u8> {
-    let p = fixtures_dir().join(format!("{family}.eml"));
+    let p = fixtures_dir().join(fixture_name(family));
     std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
 
@@ -110,7 +124,7 @@ pub fn qualify_file(path: &Path, name: &str) -> Value {
 /// copy is written under the fixture's own file name in a scratch folder,
 /// because the file name is part of the result and the mbox reader works on files.
 pub fn qualify_fixture(family: &str, ending: LineEnding) -> Value {
-    let name = format!("{family}.eml");
+    let name = fixture_name(family);
     if ending == LineEnding::Lf {
         return qualify_file(&fixtures_dir().join(&name), &name);
     }
