@@ -52,6 +52,15 @@ const WANTED_HEADERS: &[&str] = &[
     "x-list-administrivia",
 ];
 
+/// Whether the analysis reads a header. Most headers of a bounce are
+/// Received and X- lines it never reads: the length check rejects them cheaply.
+fn is_wanted(key: &[u8], tracking: &str) -> bool {
+    key.eq_ignore_ascii_case(tracking.as_bytes())
+        || WANTED_HEADERS
+            .iter()
+            .any(|w| w.len() == key.len() && key.eq_ignore_ascii_case(w.as_bytes()))
+}
+
 impl Message {
     /// Headers of the returned original: its MIME part, or a copy inline in the text.
     pub fn original(&self) -> Option<&[(String, String)]> {
@@ -200,8 +209,7 @@ fn collect_headers(h: &[mailparse::MailHeader], tracking: &str) -> Vec<(String, 
     h.iter()
         .filter_map(|x| {
             let k = x.get_key_ref();
-            let wanted = WANTED_HEADERS.iter().any(|w| k.eq_ignore_ascii_case(w))
-                || k.eq_ignore_ascii_case(tracking);
+            let wanted = is_wanted(k.as_bytes(), tracking);
             wanted.then(|| (k.to_ascii_lowercase(), x.get_value()))
         })
         .collect()
@@ -230,11 +238,7 @@ pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<(String, String)> 
                 break;
             };
             let key = &line[..colon];
-            let wanted = WANTED_HEADERS
-                .iter()
-                .any(|w| key.eq_ignore_ascii_case(w.as_bytes()))
-                || key.eq_ignore_ascii_case(tracking.as_bytes());
-            if wanted {
+            if is_wanted(key, tracking) {
                 if let Ok((h, consumed)) = mailparse::parse_header(rest) {
                     out.push((h.get_key().to_ascii_lowercase(), h.get_value()));
                     pos += consumed.max(1);

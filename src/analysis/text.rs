@@ -16,9 +16,9 @@ const MAX_BLOCK_LINES: usize = 8;
 
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(concat!(
-        r"(?mi)^[\s\-=_*#>]*(?:below this line is a copy of the message|this is a copy of the message|",
+        r"(?i)(?:below this line is a copy of the message|this is a copy of the message|",
         r"a copy of the original message|(?:the )?original message (?:follows|headers?)|",
-        r"[\-=_*]+\s*original message\s*[\-=_*]+|returned message|unsent message follows|",
+        r"original message\s*[\-=_*]{2,}|returned message|unsent message follows|",
         r"(?:the )?header of the original message|header of the returned message|message headers follow|",
         r"returned mail follows|headers? of (?:the )?(?:original|returned|your) message|",
         r"undelivered message headers|forwarded message|original message header|",
@@ -206,9 +206,21 @@ pub fn report_text(msg: &mime::Message) -> String {
     out
 }
 
+/// The first marker of the returned original that stands at the start of a
+/// line (after decoration such as `----- `): the same words inside a
+/// sentence are prose. Kept out of the regex so its literal prefilter works.
+fn find_original_marker(t: &str) -> Option<regex::Match<'_>> {
+    ORIGINAL_MARKER.find_iter(t).find(|m| {
+        let line_start = t[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+        t[line_start..m.start()]
+            .bytes()
+            .all(|b| b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>'))
+    })
+}
+
 fn cut_point(t: &str) -> usize {
     let mut cut = t.len();
-    if let Some(m) = ORIGINAL_MARKER.find(t) {
+    if let Some(m) = find_original_marker(t) {
         if m.start() > 0 {
             cut = m.start();
         }
@@ -251,7 +263,7 @@ fn header_block_start(t: &str) -> Option<usize> {
 pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
     for t in &msg.texts {
         let mut start = None;
-        if let Some(m) = ORIGINAL_MARKER.find(t) {
+        if let Some(m) = find_original_marker(t) {
             let after = t[m.end()..]
                 .find('\n')
                 .map(|i| m.end() + i + 1)
@@ -308,7 +320,7 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
     let mut out: Vec<EmailAddress> = Vec::new();
     for line in region.lines() {
-        if EXCLUDED_LINE.is_match(line) && !line.contains("RCPT") {
+        if !line.contains('@') || EXCLUDED_LINE.is_match(line) && !line.contains("RCPT") {
             continue;
         }
         for m in headers::address_spans(line) {
