@@ -212,9 +212,9 @@ pub fn report_text(msg: &mime::Message) -> String {
 fn find_original_marker(t: &str) -> Option<regex::Match<'_>> {
     ORIGINAL_MARKER.find_iter(t).find(|m| {
         let line_start = t[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-        t[line_start..m.start()]
-            .bytes()
-            .all(|b| b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>'))
+        t[line_start..m.start()].bytes().all(|b| {
+            b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
+        })
     })
 }
 

@@ -156,6 +156,15 @@ pub enum DeliveriesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
+    /// Addresses that are not simply valid, or only those of one status.
+    List {
+        #[arg(long, value_parser = ["erroneous", "quarantined", "denylisted", "allowlisted"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make an address valid again, whatever its status.
     Release { address: String },
     /// Put an address in quarantine, on the denylist or on the allowlist.
@@ -243,6 +252,41 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
                 "released {}, reset {}, purged {} events and {} message hashes",
                 s.released, s.reset, s.purged_events, s.purged_messages
             );
+            Ok(0)
+        }
+        DbCommand::Quarantine(QuarantineCommand::List {
+            status,
+            limit,
+            json,
+        }) => {
+            let status = status
+                .map(|s| s.parse::<AddressStatus>().map_err(anyhow::Error::msg))
+                .transpose()?;
+            let rows = store.list_addresses(status, limit).await?;
+            for r in &rows {
+                if json {
+                    println!("{}", serde_json::to_string(r)?);
+                } else {
+                    println!(
+                        "{:<40} {:<12} errors={:<2} {:<16} {:<20} since {}{}",
+                        r.address,
+                        r.status,
+                        r.error_count,
+                        r.last_reason.as_deref().unwrap_or("-"),
+                        r.last_category.as_deref().unwrap_or("-"),
+                        r.quarantined_at
+                            .or(r.last_error_at)
+                            .map(|t| t.format("%F %T").to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.release_at
+                            .map(|t| format!(", release {}", t.format("%F")))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            if !json && rows.is_empty() {
+                println!("no addresses in that state");
+            }
             Ok(0)
         }
         DbCommand::Quarantine(QuarantineCommand::Release { address }) => {

@@ -32,6 +32,19 @@ pub struct AddressInfo {
     pub events: Vec<AddressEvent>,
 }
 
+/// One line of `inmail quarantine list`.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AddressSummary {
+    pub address: String,
+    pub status: String,
+    pub error_count: i32,
+    pub last_reason: Option<String>,
+    pub last_category: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub quarantined_at: Option<DateTime<Utc>>,
+    pub release_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct AddressEvent {
     pub occurred_at: DateTime<Utc>,
@@ -238,6 +251,31 @@ impl Store {
             reset,
             purged_events,
             purged_messages,
+        })
+    }
+
+    /// Addresses that are not simply valid (erroneous, quarantined, denylisted,
+    /// allowlisted), or only those of `status`, most recent change first.
+    pub async fn list_addresses(
+        &self,
+        status: Option<AddressStatus>,
+        limit: i64,
+    ) -> Result<Vec<AddressSummary>> {
+        sqlx::query_as::<_, AddressSummary>(
+            "SELECT address, status, error_count, last_reason, last_category, \
+                    last_error_at, quarantined_at, release_at \
+               FROM addresses \
+              WHERE CASE WHEN $1::text IS NULL THEN status <> 'valid' ELSE status = $1 END \
+              ORDER BY COALESCE(quarantined_at, last_error_at) DESC NULLS LAST, address \
+              LIMIT $2",
+        )
+        .bind(status.map(|s| s.to_string()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|cause| StoreError::Sqlx {
+            context: "listing addresses",
+            cause,
         })
     }
 

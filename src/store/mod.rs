@@ -17,8 +17,8 @@ mod state;
 mod verp;
 
 pub use admin::{
-    AddressEvent, AddressInfo, CleanupSummary, DeliveryImportSummary, DomainCount, Report,
-    ReportRow,
+    AddressEvent, AddressInfo, AddressSummary, CleanupSummary, DeliveryImportSummary, DomainCount,
+    Report, ReportRow,
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
 pub use queue::{
