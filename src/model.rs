@@ -387,8 +387,9 @@ impl Category {
             | C::RelayDenied
             | C::NotCompliant
             | C::MessageTooLarge
-            | C::SyntaxError => (Soft, Reason::Refused),
-            C::RateLimited | C::Expired | C::NetworkError | C::SystemError | C::MailerError => {
+            | C::SyntaxError
+            | C::RateLimited => (Soft, Reason::Refused),
+            C::Expired | C::NetworkError | C::SystemError | C::MailerError => {
                 (Soft, Reason::Unreachable)
             }
             C::OnHold | C::Undefined => (Soft, Reason::NotDefined),

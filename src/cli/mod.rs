@@ -29,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Analyse and qualify messages without touching the database.
     Qualify(qualify::QualifyArgs),
+    /// The failure categories with their default type and reason.
+    Categories {
+        /// As a Markdown table (the one in README.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     #[command(flatten)]
     Db(db::DbCommand),
 }
@@ -36,6 +42,10 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Qualify(args) => qualify::run(cli.config.as_deref(), args),
+        Command::Categories { markdown } => {
+            print!("{}", qualify::categories_table(markdown));
+            Ok(0)
+        }
         Command::Db(cmd) => db::run(cli.config.as_deref(), cmd),
     }
 }

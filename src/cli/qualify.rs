@@ -184,3 +184,24 @@ fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The category taxonomy, generated from [`crate::model::Category`] so the
+/// documentation cannot drift from the code.
+pub fn categories_table(markdown: bool) -> String {
+    use crate::model::Category;
+    let mut out = String::new();
+    if markdown {
+        out.push_str("| category | default type | default reason | sender side | meaning |\n");
+        out.push_str("|---|---|---|---|---|\n");
+    }
+    for c in Category::ALL {
+        let (t, r) = c.default_verdict();
+        let side = if c.sender_side() { "yes" } else { "" };
+        if markdown {
+            out.push_str(&format!("| `{c}` | {t} | {r} | {side} | {} |\n", c.describe()));
+        } else {
+            out.push_str(&format!("{:<22} {:<8} {:<17} {:<4} {}\n", c.as_str(), t.as_str(), r.as_str(), side, c.describe()));
+        }
+    }
+    out
+}
