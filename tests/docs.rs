@@ -16,6 +16,9 @@ fn readme_category_table_matches_the_code() {
 #[test]
 fn bundled_rules_compile() {
     let rules = inmail::rules::default_rules();
-    assert!(rules.len() > 20, "the default rule set is unexpectedly small");
+    assert!(
+        rules.len() > 20,
+        "the default rule set is unexpectedly small"
+    );
     inmail::rules::RuleSet::compile(rules).expect("config/rules.toml compiles");
 }

@@ -135,6 +135,14 @@ pub struct RecipientReport {
 }
 
 impl RecipientReport {
+    /// A feedback-loop complainant: the structure alone decides.
+    pub fn complaint(address: EmailAddress, feedback_type: &str) -> Self {
+        let mut r = Self::new(address);
+        r.hint = Some(Category::SpamComplaint);
+        r.diagnostic = Some(format!("feedback-type: {feedback_type}"));
+        r
+    }
+
     pub fn new(address: EmailAddress) -> Self {
         Self {
             address,
@@ -305,10 +313,8 @@ fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
 fn complaint(a: &mut Analysis, addr: EmailAddress, feedback_type: &str) {
     a.kind = MessageKind::Arf;
     a.feedback_type = Some(feedback_type.to_string());
-    let mut r = RecipientReport::new(addr);
-    r.hint = Some(Category::SpamComplaint);
-    r.diagnostic = Some(format!("feedback-type: {feedback_type}"));
-    a.recipients.push(r);
+    a.recipients
+        .push(RecipientReport::complaint(addr, feedback_type));
 }
 
 fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
@@ -324,7 +330,6 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
                     }
                 }
             }
-            "reported-domain" | "source-ip" | "user-agent" => {}
             _ => {}
         }
     }
@@ -337,14 +342,9 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
         }
     }
     a.kind = MessageKind::Arf;
-    let diag = a
-        .feedback_type
-        .clone()
-        .map(|t| format!("feedback-type: {t}"));
+    let feedback_type = a.feedback_type.clone().unwrap_or_else(|| "abuse".into());
     for ad in addrs {
-        let mut r = RecipientReport::new(ad);
-        r.hint = Some(Category::SpamComplaint);
-        r.diagnostic = diag.clone();
-        a.recipients.push(r);
+        a.recipients
+            .push(RecipientReport::complaint(ad, &feedback_type));
     }
 }

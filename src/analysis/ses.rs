@@ -3,7 +3,7 @@
 //! envelope whose `Message` holds the SES JSON as a string.
 
 use super::{headers, Analysis, RecipientReport};
-use crate::model::{Action, Category, MessageKind};
+use crate::model::{Action, Category, EmailAddress, MessageKind};
 use serde_json::Value;
 
 /// The SES notification in a text, if it is one.
@@ -53,6 +53,23 @@ pub fn parse(text: &str, tracking_header: &str, a: &mut Analysis) -> bool {
     !a.recipients.is_empty()
 }
 
+/// The entries of the array `key` of `v` that carry a usable `emailAddress`.
+fn recipients_at<'a>(
+    v: &'a Value,
+    key: &str,
+) -> impl Iterator<Item = (&'a Value, EmailAddress)> + 'a {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r,
+                str_at(r, &["emailAddress"]).and_then(headers::first_address)?,
+            ))
+        })
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
@@ -79,15 +96,7 @@ fn bounce(n: &Value, a: &mut Analysis) {
     a.kind = MessageKind::Bounce;
     a.reporting_mta =
         str_at(b, &["reportingMTA"]).map(|s| s.trim_start_matches("dsn;").trim().to_string());
-    for r in b
-        .get("bouncedRecipients")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(addr) = str_at(r, &["emailAddress"]).and_then(headers::first_address) else {
-            continue;
-        };
+    for (r, addr) in recipients_at(b, "bouncedRecipients") {
         let mut rep = RecipientReport::new(addr);
         rep.action = str_at(r, &["action"]).and_then(|s| s.parse().ok());
         rep.status = str_at(r, &["status"]).and_then(super::find_status);
@@ -119,22 +128,10 @@ fn complaint(n: &Value, a: &mut Analysis) {
             .unwrap_or("abuse")
             .to_string(),
     );
-    for r in c
-        .get("complainedRecipients")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(addr) = str_at(r, &["emailAddress"]).and_then(headers::first_address) else {
-            continue;
-        };
-        let mut rep = RecipientReport::new(addr);
-        rep.hint = Some(Category::SpamComplaint);
-        rep.diagnostic = a
-            .feedback_type
-            .as_ref()
-            .map(|t| format!("feedback-type: {t}"));
-        a.recipients.push(rep);
+    let feedback_type = a.feedback_type.clone().unwrap_or_default();
+    for (_, addr) in recipients_at(c, "complainedRecipients") {
+        a.recipients
+            .push(RecipientReport::complaint(addr, &feedback_type));
     }
 }
 

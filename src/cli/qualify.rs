@@ -198,9 +198,19 @@ pub fn categories_table(markdown: bool) -> String {
         let (t, r) = c.default_verdict();
         let side = if c.sender_side() { "yes" } else { "" };
         if markdown {
-            out.push_str(&format!("| `{c}` | {t} | {r} | {side} | {} |\n", c.describe()));
+            out.push_str(&format!(
+                "| `{c}` | {t} | {r} | {side} | {} |\n",
+                c.describe()
+            ));
         } else {
-            out.push_str(&format!("{:<22} {:<8} {:<17} {:<4} {}\n", c.as_str(), t.as_str(), r.as_str(), side, c.describe()));
+            out.push_str(&format!(
+                "{:<22} {:<8} {:<17} {:<4} {}\n",
+                c.as_str(),
+                t.as_str(),
+                r.as_str(),
+                side,
+                c.describe()
+            ));
         }
     }
     out
