@@ -21,7 +21,7 @@ use super::{Result, SqlContext, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use std::collections::HashMap;
 
 /// The result of storing one fetched message.
@@ -254,6 +254,61 @@ impl Store {
             .collect())
     }
 
+    /// Claims the given rows if they are still queued and not locked by
+    /// another transaction (used to retry the rows of a failed batch one by one).
+    pub async fn claim_intake_ids(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[i64],
+    ) -> Result<Vec<ClaimedMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, mailbox, uid, raw, attempts FROM intake
+              WHERE id = ANY($1) AND status = 'queued'
+              ORDER BY id
+              FOR UPDATE SKIP LOCKED",
+        )
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("claiming intake rows")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ClaimedMessage {
+                id: r.get("id"),
+                mailbox: r.get("mailbox"),
+                uid: r.get("uid"),
+                raw: r.get("raw"),
+                attempts: r.get("attempts"),
+            })
+            .collect())
+    }
+
+    /// Tries to take the fetch lease of `mailbox`: a session-level advisory
+    /// lock on a dedicated connection. It is held as long as the returned
+    /// [`MailboxLease`] lives (and its connection does): when the process
+    /// dies, PostgreSQL ends the session and another instance takes over.
+    /// `None` when another session holds it.
+    pub async fn try_lease(&self, mailbox: &str) -> Result<Option<MailboxLease>> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options())
+            .await
+            .ctx("opening the lease connection")?;
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('inmail:mailbox:' || $1))")
+                .bind(mailbox)
+                .fetch_one(&mut conn)
+                .await
+                .ctx("taking a mailbox lease")?;
+        if got {
+            Ok(Some(MailboxLease {
+                conn,
+                mailbox: mailbox.to_owned(),
+            }))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
     /// Marks claimed rows done, in the claiming transaction.
     pub async fn mark_intake_done(
         &self,
@@ -466,5 +521,36 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
             })
         }
         _ => false,
+    }
+}
+
+/// A held fetch lease (see [`Store::try_lease`]).
+#[derive(Debug)]
+pub struct MailboxLease {
+    conn: PgConnection,
+    mailbox: String,
+}
+
+impl MailboxLease {
+    pub fn mailbox(&self) -> &str {
+        &self.mailbox
+    }
+
+    /// Checks that the session (and so the lock) is still alive.
+    pub async fn check(&mut self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.conn)
+            .await
+            .ctx("checking a mailbox lease")?;
+        Ok(())
+    }
+
+    /// Releases the lock and closes the session.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext('inmail:mailbox:' || $1))")
+            .bind(&self.mailbox)
+            .execute(&mut self.conn)
+            .await;
+        let _ = self.conn.close().await;
     }
 }

@@ -24,7 +24,7 @@ pub use admin::{
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
 pub use intake::{
     content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimedMessage,
-    FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, NewIntake,
+    FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
 };
 pub use queue::{
     category_for_reason, normalise_diagnostic, pattern_from_normalised, Qualification,
