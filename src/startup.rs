@@ -158,7 +158,7 @@ impl App {
                 max_attempts: settings.daemon.max_attempts,
                 backoff: Backoff::default(),
             },
-            clock,
+            Arc::clone(&clock),
         ));
         let mut sources = Vec::new();
         for m in &settings.mailboxes {
@@ -169,6 +169,7 @@ impl App {
                         store.clone(),
                         settings.daemon.batch_size,
                         settings.daemon.queue_capacity,
+                        Arc::clone(&clock),
                     )?;
                     s.check()?;
                     sources.push(s);

@@ -22,6 +22,7 @@
 //! the part before `:2,`, which stays the same when flags change.
 
 use crate::config::MailboxSettings;
+use crate::pipeline::Clock;
 use crate::store::{IntakeInsert, NewIntake, Store, StoreError};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ pub struct DrainSummary {
     pub vanished: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MaildirSource {
     name: String,
     root: PathBuf,
@@ -80,6 +81,17 @@ pub struct MaildirSource {
     store: Store,
     batch_size: usize,
     queue_capacity: usize,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for MaildirSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaildirSource")
+            .field("name", &self.name)
+            .field("root", &self.root)
+            .field("after", &self.after)
+            .finish()
+    }
 }
 
 struct Fetched {
@@ -93,6 +105,7 @@ impl MaildirSource {
         store: Store,
         batch_size: usize,
         queue_capacity: usize,
+        clock: Clock,
     ) -> Result<Self, SourceError> {
         let config = |message: String| SourceError::Config {
             name: m.name.clone(),
@@ -128,6 +141,7 @@ impl MaildirSource {
             store,
             batch_size: batch_size.max(1),
             queue_capacity: queue_capacity.max(1),
+            clock,
         })
     }
 
@@ -188,7 +202,6 @@ impl MaildirSource {
         cancel: &CancellationToken,
         on_batch: &(dyn Fn() + Send + Sync),
     ) -> Result<DrainSummary, SourceError> {
-        let root = self.root.clone();
         let me = self.clone();
         let files = tokio::task::spawn_blocking(move || me.list_pending())
             .await
@@ -237,7 +250,6 @@ impl MaildirSource {
             }
             Ok(())
         });
-        let _ = root;
         let mut result = Ok(());
         while let Some((batch, vanished)) = rx.recv().await {
             summary.vanished += vanished;
@@ -282,7 +294,7 @@ impl MaildirSource {
             batch.into_iter().map(|f| (f.path, f.item)).unzip();
         let results = self
             .store
-            .intake_insert_batch(&self.name, &items, chrono::Utc::now())
+            .intake_insert_batch(&self.name, &items, (self.clock)())
             .await?;
         drop(items);
         let stored = results
