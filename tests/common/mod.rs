@@ -109,6 +109,19 @@ pub async fn fresh_database(prefix: &str) -> String {
     url
 }
 
+/// Drops a database made by [`fresh_database`] (after closing its pools).
+pub async fn drop_database(url: &str) {
+    use sqlx::{Connection, Executor};
+    let Some((server, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{server}/postgres")).await {
+        let _ = admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+    }
+}
+
 /// Simple deterministic pseudo-random numbers (no extra dependency).
 pub struct Lcg(pub u64);
 impl Lcg {
