@@ -70,9 +70,8 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
     crate::telemetry::init(format, &settings.log.level);
     let rt = runtime(std::thread::available_parallelism().map_or(2, |n| n.get()))?;
     rt.block_on(async move {
-        let app = App::build(settings).await?;
         if args.once {
-            let s = app.run_once().await?;
+            let s = App::build(settings).await?.run_once().await?;
             println!("{}", serde_json::to_string(&s)?);
             return Ok(0);
         }
@@ -82,8 +81,39 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
             wait_for_signal().await;
             signals.cancel();
         });
+        // A database that is not up yet (boot order, failover) is waited
+        // for, not fatal: the daemon starts once it answers.
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut logged = false;
+        let app = loop {
+            match App::build(settings.clone()).await {
+                Ok(app) => break app,
+                Err(e) if is_unreachable(&e) => {
+                    if !logged {
+                        tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
+                        logged = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(0),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if logged {
+            tracing::info!(state = "up", "database reachable");
+        }
         app.run_until_stopped(shutdown).await?;
         Ok(0)
+    })
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(crate::store::is_outage)
     })
 }
 
