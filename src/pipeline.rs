@@ -237,17 +237,13 @@ impl Pipeline {
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.store
-            .pool()
-            .begin()
-            .await
-            .map_err(|cause| {
-                StoreError::Sqlx {
-                    context: "starting a transaction",
-                    cause,
-                }
-                .into()
-            })
+        self.store.pool().begin().await.map_err(|cause| {
+            StoreError::Sqlx {
+                context: "starting a transaction",
+                cause,
+            }
+            .into()
+        })
     }
 
     /// Analyses, qualifies and applies the claimed rows and marks them done
@@ -260,9 +256,10 @@ impl Pipeline {
     ) -> Result<(Vec<Processed>, Vec<RecipientOutcome>)> {
         let analyzer = Arc::clone(&self.analyzer);
         let rules = self.rules();
-        let processed = tokio::task::spawn_blocking(move || analyse_all(&analyzer, &rules, claimed))
-            .await
-            .map_err(|e| PipelineError::Analysis(panic_text(e)))?;
+        let processed =
+            tokio::task::spawn_blocking(move || analyse_all(&analyzer, &rules, claimed))
+                .await
+                .map_err(|e| PipelineError::Analysis(panic_text(e)))?;
         let inputs: Vec<BounceInput> = processed.iter().map(|p| p.input.clone()).collect();
         let outcomes = self.store.apply(conn, &inputs, now).await?;
         let ids: Vec<i64> = processed.iter().map(|p| p.id).collect();
@@ -293,12 +290,20 @@ impl Pipeline {
     }
 }
 
-fn analyse_all(analyzer: &Analyzer, rules: &RuleSet, claimed: Vec<ClaimedMessage>) -> Vec<Processed> {
+fn analyse_all(
+    analyzer: &Analyzer,
+    rules: &RuleSet,
+    claimed: Vec<ClaimedMessage>,
+) -> Vec<Processed> {
     claimed
         .into_iter()
         .map(|c| {
             let analysis = analyzer.analyse(&c.raw);
-            let verdicts = analysis.recipients.iter().map(|r| rules.qualify(r)).collect();
+            let verdicts = analysis
+                .recipients
+                .iter()
+                .map(|r| rules.qualify(r))
+                .collect();
             let source = format!("{}/{}", c.mailbox, c.uid);
             Processed {
                 id: c.id,

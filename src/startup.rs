@@ -256,7 +256,10 @@ impl App {
             let lease = match self.store.try_lease(source.name()).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    tracing::info!(mailbox = source.name(), "another instance holds this mailbox's lease; skipped");
+                    tracing::info!(
+                        mailbox = source.name(),
+                        "another instance holds this mailbox's lease; skipped"
+                    );
                     summary.skipped_sources.push(source.name().to_owned());
                     continue;
                 }
@@ -282,7 +285,8 @@ impl App {
                 }
                 Err(e) => {
                     fetch_error = Some(
-                        anyhow::Error::new(e).context(format!("draining mailbox {}", source.name())),
+                        anyhow::Error::new(e)
+                            .context(format!("draining mailbox {}", source.name())),
                     );
                     break;
                 }
@@ -366,7 +370,10 @@ impl App {
             deadline_secs = deadline.as_secs(),
             "stopping: no more fetching, finishing the messages in hand"
         );
-        if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 "shutdown deadline passed; exiting with work in hand (uncommitted work is rolled back and redone later)"
             );
@@ -484,7 +491,12 @@ async fn fetch_loop(
     }
 }
 
-async fn worker_loop(n: usize, pipeline: Arc<Pipeline>, wake: Arc<Notify>, cancel: CancellationToken) {
+async fn worker_loop(
+    n: usize,
+    pipeline: Arc<Pipeline>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
     let mut health = Health::new("database", &format!("worker {n}"));
     let mut retry = Retry::new();
     while !cancel.is_cancelled() {
@@ -552,7 +564,12 @@ async fn cleanup_loop(
 }
 
 /// Reloads the rules when `qualification_rules` changes (LISTEN/NOTIFY).
-async fn rules_loop(settings: Settings, store: Store, pipeline: Arc<Pipeline>, cancel: CancellationToken) {
+async fn rules_loop(
+    settings: Settings,
+    store: Store,
+    pipeline: Arc<Pipeline>,
+    cancel: CancellationToken,
+) {
     let mut retry = Retry::new();
     let mut health = Health::new("rules listener", "inmail_rules");
     while !cancel.is_cancelled() {

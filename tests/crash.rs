@@ -76,7 +76,10 @@ fn run_once(cfg: &Path) {
         .output()
         .expect("run --once");
     assert!(out.status.success(), "run --once failed: {out:?}");
-    eprintln!("run --once: {}", String::from_utf8_lossy(&out.stdout).trim());
+    eprintln!(
+        "run --once: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
 }
 
 async fn rows(pool: &PgPool, sql: &str) -> Vec<String> {
@@ -131,7 +134,10 @@ async fn sigkill_20_times_while_draining() {
         if queued > 0 || left > 0 {
             killed_mid_work += 1;
         }
-        eprintln!("kill {:2} after {ms:4} ms: {before} done, {queued} queued, {left} files left in new/", k + 1);
+        eprintln!(
+            "kill {:2} after {ms:4} ms: {before} done, {queued} queued, {left} files left in new/",
+            k + 1
+        );
     }
     // Restart and let it drain.
     run_once(&cfg);
@@ -142,11 +148,25 @@ async fn sigkill_20_times_while_draining() {
     run_once(&ref_cfg);
 
     let n64 = n as i64;
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await, n64, "no intake row lost");
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await, n64);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM processed_messages").await, n64);
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM bounce_events WHERE kind = 'bounce'").await,
+        scalar(&pool, "SELECT count(*) FROM intake").await,
+        n64,
+        "no intake row lost"
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await,
+        n64
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM processed_messages").await,
+        n64
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM bounce_events WHERE kind = 'bounce'"
+        )
+        .await,
         n64,
         "one event per recipient (one recipient per message)"
     );

@@ -122,18 +122,37 @@ async fn run_once_stores_processes_and_marks_seen(opts: PgPoolOptions, conn: PgC
         .collect();
     assert_eq!(cur.len(), 10);
     assert!(cur.iter().all(|n| n.ends_with(":2,S")), "{cur:?}");
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events WHERE kind = 'bounce'").await, 10);
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM bounce_events WHERE delivery_log_id IS NOT NULL").await,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM bounce_events WHERE kind = 'bounce'"
+        )
+        .await,
         10
     );
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM addresses WHERE status = 'quarantined'").await,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM bounce_events WHERE delivery_log_id IS NOT NULL"
+        )
+        .await,
+        10
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM addresses WHERE status = 'quarantined'"
+        )
+        .await,
         10,
         "a correlated user-unknown quarantines the address"
     );
     // Nothing more to do: a second pass changes nothing.
-    let s = app(settings(&md), &store, clock.clock()).await.run_once().await.expect("again");
+    let s = app(settings(&md), &store, clock.clock())
+        .await
+        .run_once()
+        .await
+        .expect("again");
     assert_eq!((s.stored, s.processed), (0, 0));
 }
 
@@ -160,12 +179,18 @@ async fn files_stay_until_intake_commits(opts: PgPoolOptions, conn: PgConnectOpt
         .execute(&pool)
         .await
         .expect("rename back");
-    let d = source.drain(&CancellationToken::new(), &|| {}).await.expect("drain");
+    let d = source
+        .drain(&CancellationToken::new(), &|| {})
+        .await
+        .expect("drain");
     assert_eq!(d.stored, 3);
     assert_eq!(count_files(&md.join("new")), 0);
     assert_eq!(count_files(&md.join("cur")), 3);
     // Stored, not yet processed.
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'queued'").await, 3);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'queued'").await,
+        3
+    );
     assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 0);
     assert_eq!(app.pipeline().process_once().await.expect("process"), 3);
     assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 3);
@@ -205,10 +230,17 @@ async fn poisoned_message_is_retried_parked_and_retryable(
     let p = app.pipeline();
     // The batch fails, is retried one by one: 5 done, the poisoned one charged.
     assert_eq!(p.process_once().await.expect("first"), 6);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await, 5);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await,
+        5
+    );
     assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 5);
     let attempts = |pool: PgPool| async move {
-        scalar(&pool, "SELECT attempts::int8 FROM intake WHERE status <> 'done'").await
+        scalar(
+            &pool,
+            "SELECT attempts::int8 FROM intake WHERE status <> 'done'",
+        )
+        .await
     };
     assert_eq!(attempts(pool.clone()).await, 1);
     // Not due yet: nothing to do until the backoff has passed.
@@ -236,9 +268,18 @@ async fn poisoned_message_is_retried_parked_and_retryable(
         .execute(&pool)
         .await
         .expect("drop trigger");
-    assert_eq!(store.retry_intake(None, clock.clock()()).await.expect("retry"), 1);
+    assert_eq!(
+        store
+            .retry_intake(None, clock.clock()())
+            .await
+            .expect("retry"),
+        1
+    );
     assert_eq!(p.process_once().await.expect("retried"), 1);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await, 6);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await,
+        6
+    );
     assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 6);
     assert!(store.list_intake(true, 10).await.expect("list").is_empty());
 }
@@ -256,11 +297,17 @@ async fn duplicates_are_processed_once(opts: PgPoolOptions, conn: PgConnectOptio
     std::fs::write(md.join("cur").join("e.host:2,S"), dsn(2)).expect("seen file");
     // Same uid again, other content: refused as already stored.
     assert!(matches!(
-        store.intake_insert("bounces", "c.host", b"other", t0()).await.expect("insert"),
+        store
+            .intake_insert("bounces", "c.host", b"other", t0())
+            .await
+            .expect("insert"),
         IntakeInsert::Stored(_)
     ));
     assert_eq!(
-        store.intake_insert("bounces", "c.host", b"other 2", t0()).await.expect("insert"),
+        store
+            .intake_insert("bounces", "c.host", b"other 2", t0())
+            .await
+            .expect("insert"),
         IntakeInsert::Duplicate
     );
     let clock = TestClock::new();
@@ -312,7 +359,10 @@ async fn shutdown_finishes_the_batch_in_hand(opts: PgPoolOptions, conn: PgConnec
     // Whatever was done is complete: each done row has its event, no more.
     let done = scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await;
     assert!(done > 0);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, done);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM bounce_events").await,
+        done
+    );
     // Every file is either still in new/ or stored.
     let stored = scalar(&pool, "SELECT count(*) FROM intake").await as usize;
     assert_eq!(stored + count_files(&md.join("new")), n);
@@ -324,7 +374,10 @@ async fn shutdown_finishes_the_batch_in_hand(opts: PgPoolOptions, conn: PgConnec
         .await
         .expect("run once");
     assert_eq!(r.intake.done as usize, n);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await as usize, n);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM bounce_events").await as usize,
+        n
+    );
 }
 
 /// Three instances (each its own pool and lease connection) on one
@@ -369,11 +422,24 @@ async fn three_instances_process_each_message_once(opts: PgPoolOptions, conn: Pg
         r.await.expect("join").expect("run");
     }
     assert_eq!(done as usize, n);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await as usize, n);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await as usize, n);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM processed_messages").await as usize, n);
     assert_eq!(
-        scalar(&pool, "SELECT count(DISTINCT message_hash) FROM bounce_events").await as usize,
+        scalar(&pool, "SELECT count(*) FROM intake").await as usize,
+        n
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM bounce_events").await as usize,
+        n
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM processed_messages").await as usize,
+        n
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(DISTINCT message_hash) FROM bounce_events"
+        )
+        .await as usize,
         n
     );
     assert_eq!(count_files(&md.join("new")), 0);

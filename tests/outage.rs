@@ -83,6 +83,12 @@ async fn wait_done(pool: &PgPool, n: i64, secs: u64) -> i64 {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnectOptions) {
+    if std::env::var_os("INMAIL_TEST_LOG").is_some() {
+        inmail::telemetry::init(
+            inmail::config::LogFormat::Pretty,
+            "inmail=info,inmail::result=warn",
+        );
+    }
     let direct = opts.connect_with(conn.clone()).await.expect("pool");
     let n = 100usize;
     Store::from_pool(direct.clone(), StoreSettings::default())
@@ -138,17 +144,35 @@ async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnec
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Nothing acknowledged that is not committed.
-    assert_eq!(count_files(&md.join("new")), n / 2, "files left while the database is away");
-    assert_eq!(scalar(&direct, "SELECT count(*) FROM intake").await, (n / 2) as i64);
+    assert_eq!(
+        count_files(&md.join("new")),
+        n / 2,
+        "files left while the database is away"
+    );
+    assert_eq!(
+        scalar(&direct, "SELECT count(*) FROM intake").await,
+        (n / 2) as i64
+    );
 
     proxy.restore();
-    assert_eq!(wait_done(&direct, n as i64, 60).await, n as i64, "resumed by itself");
+    assert_eq!(
+        wait_done(&direct, n as i64, 60).await,
+        n as i64,
+        "resumed by itself"
+    );
     stop.cancel();
     run.await.expect("join").expect("run");
     assert_eq!(count_files(&md.join("new")), 0);
-    assert_eq!(scalar(&direct, "SELECT count(*) FROM bounce_events").await, n as i64);
     assert_eq!(
-        scalar(&direct, "SELECT count(DISTINCT message_hash) FROM bounce_events").await,
+        scalar(&direct, "SELECT count(*) FROM bounce_events").await,
+        n as i64
+    );
+    assert_eq!(
+        scalar(
+            &direct,
+            "SELECT count(DISTINCT message_hash) FROM bounce_events"
+        )
+        .await,
         n as i64
     );
 }

@@ -140,7 +140,11 @@ pub fn intake(config: Option<&Path>, cmd: IntakeCommand) -> anyhow::Result<i32> 
         let store = Store::connect(&settings.database, StoreSettings::from(&settings)).await?;
         store.check_migrated().await?;
         match cmd {
-            IntakeCommand::List { failed, limit, json } => {
+            IntakeCommand::List {
+                failed,
+                limit,
+                json,
+            } => {
                 let rows = store.list_intake(failed, limit).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -173,7 +173,8 @@ impl MaildirSource {
         if let After::Move(dest) = &self.after {
             for sub in ["cur", "new", "tmp"] {
                 let p = dest.join(sub);
-                std::fs::create_dir_all(&p).map_err(|source| SourceError::Io { path: p, source })?;
+                std::fs::create_dir_all(&p)
+                    .map_err(|source| SourceError::Io { path: p, source })?;
             }
         }
         Ok(())

@@ -74,7 +74,9 @@ impl IntakeStatus {
             "queued" => Ok(Self::Queued),
             "done" => Ok(Self::Done),
             "failed" => Ok(Self::Failed),
-            other => Err(StoreError::Input(format!("unknown intake status {other:?}"))),
+            other => Err(StoreError::Input(format!(
+                "unknown intake status {other:?}"
+            ))),
         }
     }
 }
@@ -430,12 +432,14 @@ impl Store {
     /// Deletes done rows processed before `older_than`. Failed and queued
     /// rows are never purged.
     pub async fn purge_intake(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM intake WHERE status = 'done' AND processed_at < $1")
-            .bind(older_than)
-            .execute(&self.pool)
-            .await
-            .ctx("purging intake rows")?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM intake WHERE status = 'done' AND processed_at < $1")
+                .bind(older_than)
+                .execute(&self.pool)
+                .await
+                .ctx("purging intake rows")?
+                .rows_affected(),
+        )
     }
 
     pub async fn intake_counts(&self, now: DateTime<Utc>) -> Result<IntakeCounts> {
