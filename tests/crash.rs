@@ -199,3 +199,90 @@ async fn sigkill_20_times_while_draining() {
     drop_database(&url).await;
     drop_database(&ref_url).await;
 }
+
+/// Three `inmail run` processes on one database and one maildir while mail
+/// keeps arriving: each message processed once; SIGTERM stops each with
+/// exit code 0 within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_one_maildir() {
+    let n = 3000usize;
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = fresh_database("inmail_three").await;
+    let pool = PgPool::connect(&url).await.expect("connect");
+    Store::from_pool(pool.clone(), StoreSettings::default())
+        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
+        .await
+        .expect("deliveries");
+    let md = work.path().join("Maildir");
+    make_maildir(&md);
+    for i in 0..n / 2 {
+        deliver(&md, &format!("{i:08}.first"), &dsn(i));
+    }
+    let cfg = config(work.path(), &url, &md);
+    let mut children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env_remove("INMAIL__DATABASE__URL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start inmail run")
+        })
+        .collect();
+    for i in n / 2..n {
+        deliver(&md, &format!("{i:08}.second"), &dsn(i));
+        if i % 250 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut done = 0;
+    for _ in 0..1200 {
+        done = scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await;
+        if done as usize == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in &children {
+        let st = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(st.success());
+    }
+    let t = Instant::now();
+    for c in &mut children {
+        let status = c.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "exit code after SIGTERM");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "stopped within the deadline"
+    );
+    let n64 = n as i64;
+    assert_eq!(done, n64);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await, n64);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM processed_messages").await,
+        n64
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM bounce_events").await,
+        n64
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(DISTINCT message_hash) FROM bounce_events"
+        )
+        .await,
+        n64
+    );
+    assert_eq!(count_files(&md.join("new")), 0);
+    assert_eq!(count_files(&md.join("cur")), n);
+    eprintln!("three processes: {n} messages, each processed once; all exited 0 on SIGTERM");
+    pool.close().await;
+    drop_database(&url).await;
+}
