@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_inmail");
 
 fn config(dir: &Path, url: &str, maildir: &Path) -> std::path::PathBuf {
+    config_with(dir, url, maildir, 50)
+}
+
+/// Small batches make the drain last long enough for every kill to land
+/// mid-work, even with a release build.
+fn config_with(dir: &Path, url: &str, maildir: &Path, batch: usize) -> std::path::PathBuf {
     let cfg = dir.join("inmail.toml");
     std::fs::write(
         &cfg,
@@ -30,7 +36,7 @@ max_connections = 6
 
 [daemon]
 workers = 2
-batch_size = 50
+batch_size = {batch}
 shutdown_timeout_secs = 5
 poll_interval_secs = 1
 
@@ -42,7 +48,7 @@ name = "bounces"
 kind = "maildir"
 path = "{}"
 "#,
-            maildir.display()
+            maildir.display(),
         ),
     )
     .expect("write config");
@@ -63,7 +69,7 @@ async fn prepare(prefix: &str, dir: &Path, n: usize) -> (String, std::path::Path
         std::fs::write(md.join("new").join(format!("{i:08}.M{i}P1.bench")), dsn(i))
             .expect("write message");
     }
-    let cfg = config(dir, &url, &md);
+    let cfg = config_with(dir, &url, &md, 10);
     (url, cfg, pool)
 }
 
@@ -124,7 +130,7 @@ async fn sigkill_20_times_while_draining() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start inmail run");
-        let ms = rng.range(30, 300);
+        let ms = rng.range(30, 200);
         std::thread::sleep(Duration::from_millis(ms));
         let before = scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await;
         child.kill().expect("SIGKILL"); // SIGKILL on Unix
