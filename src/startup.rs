@@ -122,6 +122,13 @@ impl Health {
     }
 }
 
+/// Wakes every idle worker, and leaves a permit for one that is between
+/// two steps (so a batch stored meanwhile is not missed until the tick).
+fn wake_workers(n: &Notify) {
+    n.notify_waiters();
+    n.notify_one();
+}
+
 /// Sleeps unless cancelled first; true when cancelled.
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
@@ -269,7 +276,7 @@ impl App {
                 }
             };
             let w = Arc::clone(&wake);
-            let res = source.drain(&cancel, &move || w.notify_waiters()).await;
+            let res = source.drain(&cancel, &move || wake_workers(&w)).await;
             lease.release().await;
             match res {
                 Ok(d) => {
@@ -455,7 +462,7 @@ async fn fetch_loop(
         }
         // 2. drain
         let w = Arc::clone(&wake);
-        match source.drain(&cancel, &move || w.notify_waiters()).await {
+        match source.drain(&cancel, &move || wake_workers(&w)).await {
             Ok(s) => {
                 health.up();
                 retry.reset();
