@@ -3,7 +3,7 @@
 //! and names the key and the bad value of every problem it finds.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +14,7 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -24,14 +24,16 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub log: LogSettings,
     pub daemon: DaemonSettings,
-    #[serde(rename = "mailbox")]
+    #[serde(rename = "mailbox", skip_serializing_if = "Vec::is_empty")]
     pub mailboxes: Vec<MailboxSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/db`; kept secret because it may carry a password.
+    /// Serialised (by `check-config`) with the password masked.
+    #[serde(serialize_with = "serialize_masked_url")]
     pub url: Option<SecretString>,
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
@@ -56,6 +58,26 @@ impl DatabaseSettings {
     }
 }
 
+fn serialize_masked_url<S: Serializer>(
+    url: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&mask_url_password(u.expose_secret())),
+        None => s.serialize_none(),
+    }
+}
+
+fn serialize_masked_secret<S: Serializer>(
+    secret: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some("****"),
+        None => s.serialize_none(),
+    }
+}
+
 pub fn mask_url_password(url: &str) -> String {
     // scheme://user:password@host → scheme://user:****@host
     if let Some((scheme, rest)) = url.split_once("://") {
@@ -68,7 +90,7 @@ pub fn mask_url_password(url: &str) -> String {
     url.to_string()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisSettings {
     pub max_message_bytes: usize,
@@ -92,12 +114,13 @@ impl Default for AnalysisSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorrelationSettings {
     pub tracking_header: String,
     pub verp_pattern: String,
     /// HMAC key for signed VERP tokens; without it only tracking ids and Message-IDs correlate.
+    #[serde(serialize_with = "serialize_masked_secret")]
     pub verp_secret: Option<SecretString>,
     /// Count bounces that cannot be tied to a delivery (for platforms that cannot track).
     pub count_uncorrelated: bool,
@@ -114,7 +137,7 @@ impl Default for CorrelationSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuarantineSettings {
     /// Soft errors that put an address in quarantine.
@@ -141,7 +164,7 @@ impl Default for QuarantineSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
     /// First retries, this many, `quick_interval_minutes` apart ...
@@ -164,14 +187,14 @@ impl Default for RetrySettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
     Pretty,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -188,7 +211,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonSettings {
     /// Concurrent analysis/apply workers.
@@ -221,7 +244,7 @@ impl Default for DaemonSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MailboxKind {
     Maildir,
@@ -230,7 +253,7 @@ pub enum MailboxKind {
 }
 
 /// One `[[mailbox]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxSettings {
     pub name: String,

@@ -39,7 +39,7 @@ pub enum DbCommand {
     /// What was sent, for correlation.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
-    /// Lift due mailbox-full quarantines, reset quiet counters, purge old events.
+    /// Lift due mailbox-full quarantines, reset quiet counters, purge old events and stored messages.
     Cleanup,
     /// Put addresses on or off the lists by hand.
     #[command(subcommand)]
@@ -248,8 +248,11 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         }
         DbCommand::Cleanup => {
             let s = store.cleanup(now).await?;
+            let intake = store
+                .purge_intake(now - Duration::days(settings.quarantine.retention_days))
+                .await?;
             println!(
-                "released {}, reset {}, purged {} events and {} message hashes",
+                "released {}, reset {}, purged {} events, {} message hashes and {intake} stored messages",
                 s.released, s.reset, s.purged_events, s.purged_messages
             );
             Ok(0)

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod daemon;
 pub mod db;
 pub mod inputs;
 pub mod qualify;
@@ -35,6 +36,13 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// The daemon: drain the configured mailboxes into the store (`--once`: drain and exit).
+    Run(daemon::RunArgs),
+    /// Messages stored by the daemon: list them, retry failed ones.
+    #[command(subcommand)]
+    Intake(daemon::IntakeCommand),
+    /// Validate a settings file and print the effective settings (secrets masked).
+    CheckConfig(daemon::CheckConfigArgs),
     #[command(flatten)]
     Db(db::DbCommand),
 }
@@ -46,6 +54,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", qualify::categories_table(markdown));
             Ok(0)
         }
+        Command::Run(args) => daemon::run(cli.config.as_deref(), cli.pretty, args),
+        Command::Intake(cmd) => daemon::intake(cli.config.as_deref(), cmd),
+        Command::CheckConfig(args) => daemon::check_config(cli.config.as_deref(), args),
         Command::Db(cmd) => db::run(cli.config.as_deref(), cmd),
     }
 }

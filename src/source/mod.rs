@@ -5,6 +5,7 @@
 //! read (timeouts, line and literal sizes) instead of trusting the server.
 
 pub mod imap;
+pub mod maildir;
 pub mod pop3;
 pub mod tls;
 

@@ -11,6 +11,7 @@
 
 mod admin;
 mod apply;
+mod intake;
 mod queue;
 mod rules;
 mod state;
@@ -21,6 +22,10 @@ pub use admin::{
     Report, ReportRow,
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
+pub use intake::{
+    content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimedMessage,
+    FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
+};
 pub use queue::{
     category_for_reason, normalise_diagnostic, pattern_from_normalised, Qualification,
     QualificationStatus, RequalifySummary,

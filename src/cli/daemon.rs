@@ -1,0 +1,202 @@
+//! `inmail run` (the daemon, or `--once` for cron), `inmail intake`
+//! (list / retry stored messages) and `inmail check-config`.
+
+use crate::config::{LogFormat, Settings};
+use crate::startup::App;
+use crate::store::{Store, StoreSettings};
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Drain every mailbox and the intake queue, then exit (for cron).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntakeCommand {
+    /// Stored messages, newest first (without their content).
+    List {
+        /// Only messages parked as failed.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue failed messages again for an immediate attempt.
+    Retry {
+        /// Intake ids; every failed message with --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Print the effective settings as JSON instead of TOML.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result<i32> {
+    let settings = load(config)?;
+    let format = if pretty {
+        LogFormat::Pretty
+    } else {
+        settings.log.format
+    };
+    crate::telemetry::init(format, &settings.log.level);
+    let rt = runtime(std::thread::available_parallelism().map_or(2, |n| n.get()))?;
+    rt.block_on(async move {
+        if args.once {
+            let s = App::build(settings).await?.run_once().await?;
+            println!("{}", serde_json::to_string(&s)?);
+            return Ok(0);
+        }
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        // A database that is not up yet (boot order, failover) is waited
+        // for, not fatal: the daemon starts once it answers.
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut logged = false;
+        let app = loop {
+            match App::build(settings.clone()).await {
+                Ok(app) => break app,
+                Err(e) if is_unreachable(&e) => {
+                    if !logged {
+                        tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
+                        logged = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(0),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if logged {
+            tracing::info!(state = "up", "database reachable");
+        }
+        app.run_until_stopped(shutdown).await?;
+        Ok(0)
+    })
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(crate::store::is_outage)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub fn intake(config: Option<&Path>, cmd: IntakeCommand) -> anyhow::Result<i32> {
+    let settings = load(config)?;
+    runtime(1)?.block_on(async move {
+        let store = Store::connect(&settings.database, StoreSettings::from(&settings)).await?;
+        store.check_migrated().await?;
+        match cmd {
+            IntakeCommand::List {
+                failed,
+                limit,
+                json,
+            } => {
+                let rows = store.list_intake(failed, limit).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    return Ok(0);
+                }
+                for r in rows {
+                    println!(
+                        "#{:<8} {:<7} {:<12} {:<40} {:>7}B attempts={} received={} {}",
+                        r.id,
+                        r.status.as_str(),
+                        r.mailbox,
+                        r.uid,
+                        r.size,
+                        r.attempts,
+                        r.received_at.to_rfc3339(),
+                        r.last_error.as_deref().unwrap_or("")
+                    );
+                }
+                Ok(0)
+            }
+            IntakeCommand::Retry { ids, all } => {
+                let n = if all {
+                    store.retry_intake(None, Utc::now()).await?
+                } else {
+                    store.retry_intake(Some(&ids), Utc::now()).await?
+                };
+                println!("{n} messages queued again");
+                Ok(0)
+            }
+        }
+    })
+}
+
+pub fn check_config(config: Option<&Path>, args: CheckConfigArgs) -> anyhow::Result<i32> {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("inmail: {e}");
+            return Ok(1);
+        }
+    };
+    if let Err(e) = settings.validate() {
+        eprintln!("inmail: {e}");
+        return Ok(1);
+    }
+    // Secrets are masked by the settings' serialisers; mailbox passwords
+    // are only named (password_env / password_file), never read here.
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&settings)?);
+    } else {
+        print!("{}", toml::to_string(&settings)?);
+    }
+    eprintln!("settings are valid");
+    Ok(0)
+}

@@ -1,0 +1,634 @@
+//! Build, then run: [`App::build`] connects to PostgreSQL, checks the schema,
+//! compiles the rules and builds the sources (any problem is reported there,
+//! before anything runs); [`App::run_until_stopped`] is the daemon,
+//! [`App::run_once`] the one-shot drain for cron.
+//!
+//! The running daemon is a set of tasks under one `TaskTracker`:
+//! - one fetcher per mailbox: takes the mailbox's lease (an advisory lock,
+//!   see [`Store::try_lease`]; instances without it retry every few
+//!   seconds), drains the backlog, then waits for an inotify event on
+//!   `new/` or the `poll_interval_secs` rescan;
+//! - `daemon.workers` workers looping on [`Pipeline::process_once`], woken
+//!   by the fetchers and by a 1 s tick (rows stored by other instances,
+//!   retries coming due);
+//! - the cleanup job every `cleanup_interval_secs`;
+//! - a rules listener that reloads the rule set when the table changes.
+//!
+//! Every loop survives errors: it logs once per state change (`source up`
+//! / `source down`, `database up` / `database down`), backs off (0.5 s
+//! doubling to 30 s) and resumes by itself.
+
+use crate::analysis::Analyzer;
+use crate::config::{MailboxKind, Settings};
+use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
+use crate::rules::{self, RuleSet};
+use crate::source::maildir::{MaildirSource, SourceError};
+use crate::store::{Backoff, IntakeCounts, MailboxLease, Store, StoreSettings};
+use anyhow::Context;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct App {
+    settings: Settings,
+    store: Store,
+    pipeline: Arc<Pipeline>,
+    sources: Vec<MaildirSource>,
+}
+
+/// What [`App::run_once`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunSummary {
+    /// New intake rows fetched from the mailboxes.
+    pub stored: usize,
+    /// Fetched messages that were already stored.
+    pub duplicates: usize,
+    /// Intake rows processed (done, or charged a failed attempt).
+    pub processed: usize,
+    /// Mailboxes skipped because another instance holds their lease.
+    pub skipped_sources: Vec<String>,
+    /// The intake table afterwards.
+    pub intake: IntakeCounts,
+    pub elapsed_secs: f64,
+}
+
+/// Capped exponential backoff for the retry loops.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    next: Duration,
+}
+
+impl Retry {
+    const MIN: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new() -> Self {
+        Self { next: Self::MIN }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+
+    fn bump(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+/// Logs a component's state only when it changes (not once per retry).
+struct Health {
+    what: &'static str,
+    name: String,
+    up: Option<bool>,
+}
+
+impl Health {
+    fn new(what: &'static str, name: &str) -> Self {
+        Self {
+            what,
+            name: name.to_owned(),
+            up: None,
+        }
+    }
+
+    fn up(&mut self) {
+        if self.up != Some(true) {
+            if self.up.is_some() {
+                tracing::info!(component = self.what, name = %self.name, state = "up", "{} {} is up again", self.what, self.name);
+            }
+            self.up = Some(true);
+        }
+    }
+
+    fn down(&mut self, error: &dyn std::fmt::Display, retry_in: Duration) {
+        if self.up != Some(false) {
+            tracing::error!(
+                component = self.what,
+                name = %self.name,
+                state = "down",
+                error = %error,
+                retry_in_ms = retry_in.as_millis() as u64,
+                "{} {} is down; retrying with backoff",
+                self.what,
+                self.name
+            );
+            self.up = Some(false);
+        }
+    }
+}
+
+/// Wakes every idle worker, and leaves a permit for one that is between
+/// two steps (so a batch stored meanwhile is not missed until the tick).
+fn wake_workers(n: &Notify) {
+    n.notify_waiters();
+    n.notify_one();
+}
+
+/// Sleeps unless cancelled first; true when cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+impl App {
+    /// Connects, checks migrations, compiles the rules (database, else
+    /// `analysis.rules_file`, else the bundled set) and builds the sources.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        settings.validate()?;
+        let store = Store::connect(&settings.database, StoreSettings::from(&settings)).await?;
+        Self::build_with_store(settings, store, system_clock()).await
+    }
+
+    /// [`App::build`] over an existing store (tests), with a clock.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+    ) -> anyhow::Result<App> {
+        store.check_migrated().await?;
+        let rules = rule_set(&settings, &store).await?;
+        tracing::info!(rules = rules.rules().len(), "rules compiled");
+        let analyzer = analyzer_from(&settings)?;
+        let pipeline = Arc::new(Pipeline::new(
+            store.clone(),
+            analyzer,
+            rules,
+            PipelineSettings {
+                batch_size: settings.daemon.batch_size,
+                max_attempts: settings.daemon.max_attempts,
+                backoff: Backoff::default(),
+            },
+            Arc::clone(&clock),
+        ));
+        let mut sources = Vec::new();
+        for m in &settings.mailboxes {
+            match m.kind {
+                MailboxKind::Maildir => {
+                    let s = MaildirSource::new(
+                        m,
+                        store.clone(),
+                        settings.daemon.batch_size,
+                        settings.daemon.queue_capacity,
+                        Arc::clone(&clock),
+                    )?;
+                    s.check()?;
+                    sources.push(s);
+                }
+                MailboxKind::Imap | MailboxKind::Pop3 => anyhow::bail!(
+                    "mailbox {}: kind {:?} is not supported by `inmail run` yet (only maildir)",
+                    m.name,
+                    m.kind
+                ),
+            }
+        }
+        Ok(App {
+            settings,
+            store,
+            pipeline,
+            sources,
+        })
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn sources(&self) -> &[MaildirSource] {
+        &self.sources
+    }
+
+    /// Drains every source once (skipping those whose lease another
+    /// instance holds) while the workers process the intake queue; returns
+    /// when both are done. Rows waiting for a retry later are left queued.
+    pub async fn run_once(self) -> anyhow::Result<RunSummary> {
+        let started = Instant::now();
+        let wake = Arc::new(Notify::new());
+        let fetching = Arc::new(AtomicBool::new(true));
+        let processed = Arc::new(AtomicUsize::new(0));
+        let cancel = CancellationToken::new();
+
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.daemon.workers.max(1) {
+            let pipeline = Arc::clone(&self.pipeline);
+            let wake = Arc::clone(&wake);
+            let fetching = Arc::clone(&fetching);
+            let processed = Arc::clone(&processed);
+            workers.spawn(async move {
+                let mut retry = Retry::new();
+                let mut failures = 0;
+                loop {
+                    // read before the step: a batch stored after this read
+                    // is seen by the next step
+                    let still_fetching = fetching.load(Ordering::Acquire);
+                    match pipeline.process_once().await {
+                        Ok(0) if !still_fetching => return Ok(()),
+                        Ok(0) => {
+                            let _ =
+                                tokio::time::timeout(Duration::from_millis(200), wake.notified())
+                                    .await;
+                        }
+                        Ok(n) => {
+                            processed.fetch_add(n, Ordering::Relaxed);
+                            retry.reset();
+                            failures = 0;
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            if failures >= 6 {
+                                return Err(anyhow::Error::new(e).context("processing intake"));
+                            }
+                            let d = retry.bump();
+                            tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "processing failed; retrying");
+                            tokio::time::sleep(d).await;
+                        }
+                    }
+                }
+            });
+        }
+
+        let mut summary = RunSummary::default();
+        let mut fetch_error = None;
+        for source in &self.sources {
+            let lease = match self.store.try_lease(source.name()).await {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    tracing::info!(
+                        mailbox = source.name(),
+                        "another instance holds this mailbox's lease; skipped"
+                    );
+                    summary.skipped_sources.push(source.name().to_owned());
+                    continue;
+                }
+                Err(e) => {
+                    fetch_error = Some(anyhow::Error::new(e).context("taking a mailbox lease"));
+                    break;
+                }
+            };
+            let w = Arc::clone(&wake);
+            let res = source.drain(&cancel, &move || wake_workers(&w)).await;
+            lease.release().await;
+            match res {
+                Ok(d) => {
+                    tracing::info!(
+                        mailbox = source.name(),
+                        stored = d.stored,
+                        duplicates = d.duplicates,
+                        vanished = d.vanished,
+                        "mailbox drained"
+                    );
+                    summary.stored += d.stored;
+                    summary.duplicates += d.duplicates;
+                }
+                Err(e) => {
+                    fetch_error = Some(
+                        anyhow::Error::new(e)
+                            .context(format!("draining mailbox {}", source.name())),
+                    );
+                    break;
+                }
+            }
+        }
+        fetching.store(false, Ordering::Release);
+        wake.notify_waiters();
+        let mut worker_error = None;
+        while let Some(r) = workers.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => worker_error = Some(e),
+                Err(e) => worker_error = Some(anyhow::anyhow!("a worker panicked: {e}")),
+            }
+        }
+        if let Some(e) = fetch_error.or(worker_error) {
+            return Err(e);
+        }
+        summary.processed = processed.load(Ordering::Relaxed);
+        summary.intake = self.store.intake_counts(self.pipeline.now()).await?;
+        summary.elapsed_secs = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    /// The daemon: runs until `shutdown` fires, then stops fetching, lets
+    /// the workers finish the batch in hand and returns within
+    /// `daemon.shutdown_timeout_secs`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let wake = Arc::new(Notify::new());
+        let d = &self.settings.daemon;
+
+        for source in self.sources.iter().cloned() {
+            let cancel = shutdown.clone();
+            let wake = Arc::clone(&wake);
+            let store = self.store.clone();
+            let poll = Duration::from_secs(
+                self.settings
+                    .mailboxes
+                    .iter()
+                    .find(|m| m.name == source.name())
+                    .and_then(|m| m.poll_interval_secs)
+                    .unwrap_or(d.poll_interval_secs)
+                    .max(1),
+            );
+            tracker.spawn(fetch_loop(source, store, wake, poll, cancel));
+        }
+        for n in 0..d.workers.max(1) {
+            tracker.spawn(worker_loop(
+                n,
+                Arc::clone(&self.pipeline),
+                Arc::clone(&wake),
+                shutdown.clone(),
+            ));
+        }
+        tracker.spawn(cleanup_loop(
+            self.store.clone(),
+            Arc::clone(&self.pipeline),
+            Duration::from_secs(d.cleanup_interval_secs.max(1)),
+            self.settings.quarantine.retention_days,
+            shutdown.clone(),
+        ));
+        tracker.spawn(rules_loop(
+            self.settings.clone(),
+            self.store.clone(),
+            Arc::clone(&self.pipeline),
+            shutdown.clone(),
+        ));
+        tracker.close();
+
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        tracing::info!(
+            mailboxes = self.sources.len(),
+            workers = d.workers,
+            "inmail is running"
+        );
+        shutdown.cancelled().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let deadline = Duration::from_secs(d.shutdown_timeout_secs);
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "stopping: no more fetching, finishing the messages in hand"
+        );
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown deadline passed; exiting with work in hand (uncommitted work is rolled back and redone later)"
+            );
+        } else {
+            tracing::info!("stopped");
+        }
+        Ok(())
+    }
+}
+
+async fn fetch_loop(
+    source: MaildirSource,
+    store: Store,
+    wake: Arc<Notify>,
+    poll: Duration,
+    cancel: CancellationToken,
+) {
+    let name = source.name().to_owned();
+    let mut health = Health::new("source", &name);
+    let mut retry = Retry::new();
+    let lease_retry = poll.min(Duration::from_secs(5));
+    // inotify on new/: a coalescing signal (capacity 1)
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = {
+        use notify::Watcher;
+        let tx = ev_tx.clone();
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.try_send(());
+        })
+        .and_then(|mut w| {
+            w.watch(&source.new_dir(), notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        })
+    };
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(mailbox = %name, error = %e, "cannot watch new/; relying on the periodic rescan");
+            None
+        }
+    };
+    let mut lease: Option<MailboxLease> = None;
+    let mut waiting_logged = false;
+    while !cancel.is_cancelled() {
+        // 1. hold the lease
+        if let Some(l) = lease.as_mut() {
+            if let Err(e) = l.check().await {
+                tracing::warn!(mailbox = %name, error = %e, "lost the mailbox lease");
+                lease = None;
+            }
+        }
+        if lease.is_none() {
+            match store.try_lease(&name).await {
+                Ok(Some(l)) => {
+                    tracing::info!(mailbox = %name, "mailbox lease taken; fetching");
+                    waiting_logged = false;
+                    lease = Some(l);
+                }
+                Ok(None) => {
+                    health.up();
+                    if !waiting_logged {
+                        tracing::info!(mailbox = %name, "another instance fetches this mailbox; waiting for its lease");
+                        waiting_logged = true;
+                    }
+                    if sleep_or_cancel(lease_retry, &cancel).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let d = retry.bump();
+                    health.down(&e, d);
+                    if sleep_or_cancel(d, &cancel).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        // 2. drain
+        let w = Arc::clone(&wake);
+        match source.drain(&cancel, &move || wake_workers(&w)).await {
+            Ok(s) => {
+                health.up();
+                retry.reset();
+                if s.stored + s.duplicates > 0 {
+                    tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, "fetched");
+                }
+            }
+            Err(e) => {
+                let d = retry.bump();
+                health.down(&e, d);
+                if matches!(e, SourceError::Store(_)) {
+                    lease = None; // its session may be gone too
+                }
+                if sleep_or_cancel(d, &cancel).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        // 3. wait for new mail or the rescan
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ev_rx.recv() => {
+                // let a burst of deliveries settle into one drain
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while ev_rx.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    if let Some(l) = lease {
+        l.release().await;
+    }
+}
+
+async fn worker_loop(
+    n: usize,
+    pipeline: Arc<Pipeline>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut health = Health::new("database", &format!("worker {n}"));
+    let mut retry = Retry::new();
+    while !cancel.is_cancelled() {
+        match pipeline.process_once().await {
+            Ok(0) => {
+                health.up();
+                retry.reset();
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Ok(_) => {
+                health.up();
+                retry.reset();
+            }
+            Err(e) => {
+                let d = retry.bump();
+                health.down(&e, d);
+                if sleep_or_cancel(d, &cancel).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn cleanup_loop(
+    store: Store,
+    pipeline: Arc<Pipeline>,
+    every: Duration,
+    retention_days: i64,
+    cancel: CancellationToken,
+) {
+    let mut health = Health::new("cleanup", "job");
+    loop {
+        let now = pipeline.now();
+        let res = async {
+            let s = store.cleanup(now).await?;
+            let purged = store
+                .purge_intake(now - chrono::Duration::days(retention_days))
+                .await?;
+            Ok::<_, crate::store::StoreError>((s, purged))
+        }
+        .await;
+        match res {
+            Ok((s, purged)) => {
+                health.up();
+                tracing::info!(
+                    released = s.released,
+                    reset = s.reset,
+                    purged_events = s.purged_events,
+                    purged_messages = s.purged_messages,
+                    purged_intake = purged,
+                    "cleanup done"
+                );
+            }
+            Err(e) => health.down(&e, every),
+        }
+        if sleep_or_cancel(every, &cancel).await {
+            break;
+        }
+    }
+}
+
+/// Reloads the rules when `qualification_rules` changes (LISTEN/NOTIFY).
+async fn rules_loop(
+    settings: Settings,
+    store: Store,
+    pipeline: Arc<Pipeline>,
+    cancel: CancellationToken,
+) {
+    let mut retry = Retry::new();
+    let mut health = Health::new("rules listener", "inmail_rules");
+    while !cancel.is_cancelled() {
+        let mut changes = match store.listen_rule_changes().await {
+            Ok(c) => c,
+            Err(e) => {
+                let d = retry.bump();
+                health.down(&e, d);
+                if sleep_or_cancel(d, &cancel).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        health.up();
+        retry.reset();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = changes.changed() => {
+                    if let Err(e) = r {
+                        let d = retry.bump();
+                        health.down(&e, d);
+                        break;
+                    }
+                    match rule_set(&settings, &store).await {
+                        Ok(set) => {
+                            tracing::info!(rules = set.rules().len(), "rules reloaded");
+                            pipeline.set_rules(set);
+                        }
+                        Err(e) => tracing::error!(error = %e, "rules changed but cannot be reloaded; keeping the current set"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The database rules; when the table is empty, `analysis.rules_file`,
+/// else the bundled default set (`config/rules.toml`).
+pub async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet> {
+    let stored = store.load_rules().await?;
+    if !stored.is_empty() {
+        return RuleSet::compile(stored).context("compiling the database rules");
+    }
+    match &settings.analysis.rules_file {
+        Some(file) => RuleSet::compile(rules::load_file(file)?)
+            .with_context(|| format!("rules file {}", file.display())),
+        None => Ok(RuleSet::default_set()),
+    }
+}
+
+pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
+    crate::cli::qualify::analyzer_from(settings)
+}
