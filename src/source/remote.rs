@@ -116,8 +116,16 @@ fn mailbox_outage(e: &MailboxError) -> bool {
         | MailboxError::Timeout { .. }
         | MailboxError::ConnectionClosed
         | MailboxError::ConnectionBroken => true,
-        // `* BYE` from a server shutting down or logging us out.
-        MailboxError::Protocol { response, .. } => response.to_ascii_uppercase().contains("BYE"),
+        // `* BYE` from an IMAP server shutting down or logging us out;
+        // temporary failures (POP3 `[SYS/TEMP]`, RFC 3206; IMAP
+        // `[UNAVAILABLE]`, RFC 5530), e.g. "-ERR [SYS/TEMP] Server shutting down."
+        MailboxError::Protocol { response, .. } => {
+            let r = response.to_ascii_uppercase();
+            r.contains("* BYE")
+                || r.contains("[SYS/TEMP]")
+                || r.contains("[UNAVAILABLE]")
+                || r.contains("SHUTTING DOWN")
+        }
         _ => false,
     }
 }
@@ -954,6 +962,10 @@ mod tests {
         assert!(mailbox_outage(&MailboxError::Protocol {
             command: "IDLE".into(),
             response: "* BYE Server shutting down.".into()
+        }));
+        assert!(mailbox_outage(&MailboxError::Protocol {
+            command: "DELE 3".into(),
+            response: "-ERR [SYS/TEMP] Server shutting down.".into()
         }));
         assert!(!mailbox_outage(&MailboxError::Auth {
             user: "u".into(),
