@@ -499,6 +499,61 @@ async fn pop3_stls_dropped_before_quit_deletes_nothing(
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn imap_connection_cut_mid_drain_neither_skips_nor_repeats(
+    opts: PgPoolOptions,
+    conn: PgConnectOptions,
+) {
+    let _server = SERVER.read().await;
+    let (store, pool) = setup(opts, conn, 5).await;
+    let account = Account::new(12);
+    for i in 0..5 {
+        account.deliver(&format!("m{i}.host"), &dsn(i));
+    }
+    let mut m = account.mailbox("imap-cut", Via::ImapStartTls);
+    m.after = Some("move".into());
+    m.move_to = Some("Processed".into());
+    let a = app(settings(m), &store).await;
+    let source = remote(&a);
+    // Batches of 2: the first is stored, moved and checkpointed; the second
+    // is stored, then the connection is cut before its MOVE.
+    let batches = AtomicUsize::new(0);
+    let user = account.user.clone();
+    let err = source
+        .drain(&CancellationToken::new(), &|| {
+            if batches.fetch_add(1, Ordering::SeqCst) == 1 {
+                kick(&user);
+            }
+        })
+        .await
+        .expect_err("the session was cut");
+    assert!(err.is_outage(), "{err}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await, 4);
+    assert_eq!(
+        account.on_disk("Processed"),
+        2,
+        "only the first batch moved"
+    );
+    assert_eq!(account.on_disk(""), 3);
+    let cp = store
+        .checkpoint("imap-cut")
+        .await
+        .expect("cp")
+        .expect("set");
+    assert_eq!(cp.last_uid, 2);
+    // Reconnect: the second batch comes again as duplicates, then the rest.
+    let d = source
+        .drain(&CancellationToken::new(), &|| {})
+        .await
+        .expect("drain");
+    assert_eq!((d.stored, d.duplicates), (1, 2));
+    assert_eq!(account.on_disk(""), 0);
+    assert_eq!(account.on_disk("Processed"), 5);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await, 5);
+    while a.pipeline().process_once().await.expect("process") > 0 {}
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 5);
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn nothing_is_acknowledged_without_commit(opts: PgPoolOptions, conn: PgConnectOptions) {
     let _server = SERVER.read().await;
     let (store, pool) = setup(opts, conn, 6).await;
