@@ -23,6 +23,8 @@ use crate::config::{MailboxKind, Settings};
 use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
 use crate::rules::{self, RuleSet};
 use crate::source::maildir::{MaildirSource, SourceError};
+use crate::source::remote::RemoteSource;
+use crate::source::Source;
 use crate::store::{Backoff, IntakeCounts, MailboxLease, Store, StoreSettings};
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,7 +38,7 @@ pub struct App {
     settings: Settings,
     store: Store,
     pipeline: Arc<Pipeline>,
-    sources: Vec<MaildirSource>,
+    sources: Vec<Source>,
 }
 
 /// What [`App::run_once`] did.
@@ -179,13 +181,14 @@ impl App {
                         Arc::clone(&clock),
                     )?;
                     s.check()?;
-                    sources.push(s);
+                    sources.push(Source::Maildir(s));
                 }
-                MailboxKind::Imap | MailboxKind::Pop3 => anyhow::bail!(
-                    "mailbox {}: kind {:?} is not supported by `inmail run` yet (only maildir)",
-                    m.name,
-                    m.kind
-                ),
+                MailboxKind::Imap | MailboxKind::Pop3 => {
+                    let s =
+                        RemoteSource::new(m, &settings.daemon, store.clone(), Arc::clone(&clock))?;
+                    s.check_at_startup().await?;
+                    sources.push(Source::Remote(s));
+                }
             }
         }
         Ok(App {
@@ -204,7 +207,7 @@ impl App {
         &self.store
     }
 
-    pub fn sources(&self) -> &[MaildirSource] {
+    pub fn sources(&self) -> &[Source] {
         &self.sources
     }
 
@@ -339,7 +342,12 @@ impl App {
                     .unwrap_or(d.poll_interval_secs)
                     .max(1),
             );
-            tracker.spawn(fetch_loop(source, store, wake, poll, cancel));
+            match source {
+                Source::Maildir(source) => {
+                    tracker.spawn(fetch_loop(source, store, wake, poll, cancel))
+                }
+                Source::Remote(source) => tracker.spawn(source.run(wake, cancel)),
+            };
         }
         for n in 0..d.workers.max(1) {
             tracker.spawn(worker_loop(

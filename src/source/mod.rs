@@ -7,6 +7,7 @@
 pub mod imap;
 pub mod maildir;
 pub mod pop3;
+pub mod remote;
 pub mod tls;
 
 use std::fmt;
@@ -16,6 +17,55 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// A configured mailbox of any kind, as the daemon drives it.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Maildir(maildir::MaildirSource),
+    /// IMAP or POP3.
+    Remote(remote::RemoteSource),
+}
+
+/// Why a [`Source::drain`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Maildir(#[from] maildir::SourceError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+}
+
+impl FetchError {
+    /// The database or the mail server is unreachable (retry as is).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Maildir(e) => e.is_outage(),
+            Self::Remote(e) => e.is_outage(),
+        }
+    }
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Maildir(s) => s.name(),
+            Self::Remote(s) => s.name(),
+        }
+    }
+
+    /// Stores everything pending in intake, then acknowledges it (see
+    /// [`maildir::MaildirSource::drain`], [`remote::RemoteSource::drain`]).
+    pub async fn drain(
+        &self,
+        cancel: &tokio_util::sync::CancellationToken,
+        on_batch: &(dyn Fn() + Send + Sync),
+    ) -> Result<maildir::DrainSummary, FetchError> {
+        Ok(match self {
+            Self::Maildir(s) => s.drain(cancel, on_batch).await?,
+            Self::Remote(s) => s.drain(cancel, on_batch).await?,
+        })
+    }
+}
 
 /// How the connection to the mail server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
