@@ -8,6 +8,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use std::path::Path;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
@@ -44,6 +45,16 @@ pub struct CheckConfigArgs {
     /// Print the effective settings as JSON instead of TOML.
     #[arg(long)]
     pub json: bool,
+    /// Only validate (exit status and errors), print nothing else: for ExecStartPre.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Give up on the database after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
 }
 
 fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
@@ -190,6 +201,9 @@ pub fn check_config(config: Option<&Path>, args: CheckConfigArgs) -> anyhow::Res
         eprintln!("inmail: {e}");
         return Ok(1);
     }
+    if args.quiet {
+        return Ok(0);
+    }
     // Secrets are masked by the settings' serialisers; mailbox passwords
     // are only named (password_env / password_file), never read here.
     if args.json {
@@ -199,4 +213,35 @@ pub fn check_config(config: Option<&Path>, args: CheckConfigArgs) -> anyhow::Res
     }
     eprintln!("settings are valid");
     Ok(0)
+}
+
+/// The container health check: settings valid, the database answers and is
+/// migrated. Exit 0 healthy, 1 not (with the reason on stderr).
+pub fn health(config: Option<&Path>, args: HealthArgs) -> anyhow::Result<i32> {
+    let settings = load(config)?;
+    let rt = runtime(1)?;
+    let checked = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(args.timeout_secs), async {
+            let store = Store::connect(&settings.database, StoreSettings::from(&settings)).await?;
+            store.check_migrated().await
+        })
+        .await
+    });
+    match checked {
+        Ok(Ok(())) => {
+            println!("healthy");
+            Ok(0)
+        }
+        Ok(Err(e)) => {
+            eprintln!("inmail: unhealthy: {e}");
+            Ok(1)
+        }
+        Err(_) => {
+            eprintln!(
+                "inmail: unhealthy: the database did not answer within {}s",
+                args.timeout_secs
+            );
+            Ok(1)
+        }
+    }
 }

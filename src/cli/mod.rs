@@ -43,6 +43,8 @@ pub enum Command {
     Intake(daemon::IntakeCommand),
     /// Validate a settings file and print the effective settings (secrets masked).
     CheckConfig(daemon::CheckConfigArgs),
+    /// Health check for containers: the database answers and is migrated.
+    Health(daemon::HealthArgs),
     #[command(flatten)]
     Db(db::DbCommand),
 }
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => daemon::run(cli.config.as_deref(), cli.pretty, args),
         Command::Intake(cmd) => daemon::intake(cli.config.as_deref(), cmd),
         Command::CheckConfig(args) => daemon::check_config(cli.config.as_deref(), args),
+        Command::Health(args) => daemon::health(cli.config.as_deref(), args),
         Command::Db(cmd) => db::run(cli.config.as_deref(), cmd),
     }
 }
