@@ -432,6 +432,26 @@ impl Settings {
                     }
                 }
             }
+            if m.kind == MailboxKind::Pop3 && m.after.as_deref().is_some_and(|a| a != "delete") {
+                e.push(format!(
+                    "{} = {:?}: POP3 can only delete what it took (after = \"delete\")",
+                    key("after"),
+                    m.after.as_deref().unwrap_or_default()
+                ));
+            }
+            if m.kind != MailboxKind::Maildir && m.tls.as_deref() == Some("none") {
+                let host = m.host.as_deref().unwrap_or_default();
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    e.push(format!(
+                        "{} = \"none\": plain text is only allowed to a loopback host, not {host:?}",
+                        key("tls")
+                    ));
+                }
+            }
             if let Some(a) = &m.after {
                 if !matches!(a.as_str(), "seen" | "delete" | "move") {
                     e.push(format!(
