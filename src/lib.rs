@@ -1,5 +1,34 @@
 //! inmail: a bounce-processing daemon.
+//!
+//! Data flows one way, and each stage is one module:
+//!
+//! ```text
+//! source ──► store (intake) ──► pipeline ──► analysis ──► rules ──► store (apply)
+//! ```
+//!
+//! - [`source`]: where bounces come from — a maildir ([`source::maildir`]),
+//!   an IMAP or POP3 account ([`source::remote`], over [`source::imap`] /
+//!   [`source::pop3`] / [`source::tls`]). A source stores each raw message in
+//!   the intake table and acknowledges it (move, delete, checkpoint) only
+//!   after that commit.
+//! - [`pipeline`]: the workers. They claim stored messages, run analysis and
+//!   qualification, and apply the results and mark the messages done in one
+//!   transaction.
+//! - [`analysis`]: one raw message → an [`analysis::Analysis`] (kind, failed
+//!   recipients, codes, diagnostic, what ties it to the sent message). The
+//!   only user of mailparse; bounded and panic-free on any input.
+//! - [`rules`]: one recipient → a [`rules::Verdict`] (type, reason, category)
+//!   from the structure, the regex rules, then the status and reply codes.
+//! - [`store`]: PostgreSQL, the only module with SQL — intake, rules,
+//!   deliveries, address states, the audit trail, the "to qualify" queue.
+//! - [`model`]: the typed values all of them share (`EmailAddress`,
+//!   `EnhancedStatus`, `BounceType`, `Reason`, `Category`, ...).
+//! - [`startup`]: builds the daemon from [`config::Settings`]
+//!   (`App::build`) and runs it (`run_until_stopped`, `run_once`);
+//!   [`telemetry`] sets up the logs; [`cli`] is the command line, with
+//!   `main.rs` a thin wrapper around it.
 pub mod analysis;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod model;

@@ -19,6 +19,7 @@
 //! doubling to 30 s) and resumes by itself.
 
 use crate::analysis::Analyzer;
+use crate::backoff::OutageBackoff;
 use crate::config::{MailboxKind, Settings};
 use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
 use crate::rules::{self, RuleSet};
@@ -55,31 +56,6 @@ pub struct RunSummary {
     /// The intake table afterwards.
     pub intake: IntakeCounts,
     pub elapsed_secs: f64,
-}
-
-/// Capped exponential backoff for the retry loops.
-#[derive(Debug, Clone, Copy)]
-struct Retry {
-    next: Duration,
-}
-
-impl Retry {
-    const MIN: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Self {
-        Self { next: Self::MIN }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
-
-    fn bump(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        d
-    }
 }
 
 /// Logs a component's state only when it changes (not once per retry).
@@ -228,7 +204,7 @@ impl App {
             let fetching = Arc::clone(&fetching);
             let processed = Arc::clone(&processed);
             workers.spawn(async move {
-                let mut retry = Retry::new();
+                let mut retry = OutageBackoff::new();
                 let mut failures = 0;
                 loop {
                     // read before the step: a batch stored after this read
@@ -408,7 +384,7 @@ async fn fetch_loop(
 ) {
     let name = source.name().to_owned();
     let mut health = Health::new("source", &name);
-    let mut retry = Retry::new();
+    let mut retry = OutageBackoff::new();
     let lease_retry = poll.min(Duration::from_secs(5));
     // inotify on new/: a coalescing signal (capacity 1)
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -513,7 +489,7 @@ async fn worker_loop(
     cancel: CancellationToken,
 ) {
     let mut health = Health::new("database", &format!("worker {n}"));
-    let mut retry = Retry::new();
+    let mut retry = OutageBackoff::new();
     while !cancel.is_cancelled() {
         match pipeline.process_once().await {
             Ok(0) => {
@@ -585,7 +561,7 @@ async fn rules_loop(
     pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
 ) {
-    let mut retry = Retry::new();
+    let mut retry = OutageBackoff::new();
     let mut health = Health::new("rules listener", "inmail_rules");
     while !cancel.is_cancelled() {
         let mut changes = match store.listen_rule_changes().await {

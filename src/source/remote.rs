@@ -53,6 +53,7 @@ use super::imap::{IdleOutcome, ImapClient, Selected};
 use super::maildir::DrainSummary;
 use super::pop3::Pop3Client;
 use super::{tls, MailboxError, ServerEndpoint, TlsMode, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::backoff::OutageBackoff;
 use crate::config::{DaemonSettings, MailboxKind, MailboxSettings};
 use crate::pipeline::Clock;
 use crate::store::{Checkpoint, IntakeInsert, MailboxLease, NewIntake, Store, StoreError};
@@ -625,7 +626,7 @@ impl RemoteSource {
         let kind = kind_str(self.kind);
         let name = self.name.clone();
         let mut state = SourceState::new(&name, kind);
-        let mut retry = RetryDelay::new();
+        let mut retry = OutageBackoff::new();
         let lease_retry = self.poll.min(Duration::from_secs(5));
         let mut lease: Option<MailboxLease> = None;
         let mut waiting_logged = false;
@@ -830,31 +831,6 @@ fn check_folder_name(folder: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Capped exponential backoff: 0.5 s doubling to 30 s.
-#[derive(Debug, Clone, Copy)]
-struct RetryDelay {
-    next: Duration,
-}
-
-impl RetryDelay {
-    const MIN: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Self {
-        Self { next: Self::MIN }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
-
-    fn bump(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        d
-    }
-}
-
 /// Logs a source's state only when it changes.
 struct SourceState {
     name: String,
@@ -943,17 +919,6 @@ mod tests {
         assert!(check_folder_name("").is_err());
         assert!(check_folder_name("a\"b").is_err());
         assert!(check_folder_name("pä").is_err());
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        let mut r = RetryDelay::new();
-        let delays: Vec<_> = (0..10).map(|_| r.bump()).collect();
-        assert_eq!(delays[0], Duration::from_millis(500));
-        assert_eq!(delays[1], Duration::from_secs(1));
-        assert_eq!(*delays.last().unwrap(), Duration::from_secs(30));
-        r.reset();
-        assert_eq!(r.bump(), Duration::from_millis(500));
     }
 
     #[test]
