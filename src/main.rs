@@ -2,6 +2,16 @@ use clap::Parser;
 
 fn main() {
     let cli = inmail::cli::Cli::parse();
+    if !matches!(cli.command, inmail::cli::Command::Run(_)) {
+        // One-shot commands print results that are often piped into `head` or
+        // `less`: like any Unix filter they should end quietly when the reader
+        // goes away. The daemon keeps Rust's default (SIGPIPE ignored), so a
+        // dropped mailbox or database socket is an error it handles, not a death.
+        // SAFETY: called before any thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match inmail::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
