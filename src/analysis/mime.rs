@@ -24,6 +24,7 @@ pub struct Message {
     /// Header name of the platform's tracking id, lowercase.
     pub tracking_header: String,
     inline_original: std::cell::OnceCell<Option<Vec<(String, String)>>>,
+    original_markers: std::cell::OnceCell<Vec<Option<(usize, usize)>>>,
 }
 
 /// Headers the analysis reads; decoding only these keeps parsing cheap.
@@ -71,6 +72,20 @@ impl Message {
                 .get_or_init(|| super::text::inline_original(self))
                 .as_deref(),
         }
+    }
+
+    /// Where the copy of the original starts in text `i`, searched once.
+    pub fn original_marker(&self, i: usize) -> Option<(usize, usize)> {
+        self.original_markers
+            .get_or_init(|| {
+                self.texts
+                    .iter()
+                    .map(|t| super::text::find_original_marker(t))
+                    .collect()
+            })
+            .get(i)
+            .copied()
+            .flatten()
     }
 
     pub fn header(&self, name: &str) -> Option<String> {

@@ -195,8 +195,8 @@ fn reply_code_at(s: &str) -> Option<(usize, ReplyCode)> {
 /// The human-readable part of a report, without the copy of the original.
 pub fn report_text(msg: &mime::Message) -> String {
     let mut out = String::new();
-    for t in &msg.texts {
-        let cut = cut_point(t);
+    for (i, t) in msg.texts.iter().enumerate() {
+        let cut = cut_point(t, msg.original_marker(i));
         out.push_str(&t[..cut]);
         out.push('\n');
         if cut < t.len() {
@@ -209,20 +209,23 @@ pub fn report_text(msg: &mime::Message) -> String {
 /// The first marker of the returned original that stands at the start of a
 /// line (after decoration such as `----- `): the same words inside a
 /// sentence are prose. Kept out of the regex so its literal prefilter works.
-fn find_original_marker(t: &str) -> Option<regex::Match<'_>> {
-    ORIGINAL_MARKER.find_iter(t).find(|m| {
-        let line_start = t[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-        t[line_start..m.start()].bytes().all(|b| {
-            b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
+pub fn find_original_marker(t: &str) -> Option<(usize, usize)> {
+    ORIGINAL_MARKER
+        .find_iter(t)
+        .map(|m| (m.start(), m.end()))
+        .find(|&(start, _)| {
+            let line_start = t[..start].rfind('\n').map_or(0, |i| i + 1);
+            t[line_start..start].bytes().all(|b| {
+                b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
+            })
         })
-    })
 }
 
-fn cut_point(t: &str) -> usize {
+fn cut_point(t: &str, marker: Option<(usize, usize)>) -> usize {
     let mut cut = t.len();
-    if let Some(m) = find_original_marker(t) {
-        if m.start() > 0 {
-            cut = m.start();
+    if let Some((start, _)) = marker {
+        if start > 0 {
+            cut = start;
         }
     }
     if let Some(h) = header_block_start(&t[..cut]) {
@@ -261,13 +264,10 @@ fn header_block_start(t: &str) -> Option<usize> {
 
 /// Headers of an original message copied inline after the report text.
 pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
-    for t in &msg.texts {
+    for (i, t) in msg.texts.iter().enumerate() {
         let mut start = None;
-        if let Some(m) = find_original_marker(t) {
-            let after = t[m.end()..]
-                .find('\n')
-                .map(|i| m.end() + i + 1)
-                .unwrap_or(t.len());
+        if let Some((_, end)) = msg.original_marker(i) {
+            let after = t[end..].find('\n').map(|i| end + i + 1).unwrap_or(t.len());
             start = Some(after);
         }
         let from = start.unwrap_or(0);
