@@ -38,8 +38,3 @@ pub mod source;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-
-/// mimalloc: the analysis allocates many short-lived strings per message, and
-/// the system allocator costs about a tenth of the analysis time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
