@@ -318,17 +318,23 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 }
 
 fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
+    let with_at = || region.lines().filter(|l| l.contains('@'));
+    let excluded_line = |l: &str| EXCLUDED_LINE.is_match(l) && !l.contains("RCPT");
+    // An address named once as a contact or a sender ("please contact
+    // <support@...>") is not a recipient where the text names it again.
+    let mut named_otherwise: Vec<EmailAddress> = excluded.to_vec();
+    for line in with_at().filter(|l| excluded_line(l)) {
+        named_otherwise
+            .extend(headers::address_spans(line).filter_map(|m| m.as_str().parse().ok()));
+    }
     let mut out: Vec<EmailAddress> = Vec::new();
-    for line in region.lines() {
-        if !line.contains('@') || EXCLUDED_LINE.is_match(line) && !line.contains("RCPT") {
-            continue;
-        }
+    for line in with_at().filter(|l| !excluded_line(l)) {
         for m in headers::address_spans(line) {
             let Ok(a) = m.as_str().parse::<EmailAddress>() else {
                 continue;
             };
             if SERVICE_LOCAL.is_match(a.local_part())
-                || excluded.iter().any(|e| e.key() == a.key())
+                || named_otherwise.iter().any(|e| e.key() == a.key())
                 || out.iter().any(|o| o.key() == a.key())
             {
                 continue;
