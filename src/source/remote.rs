@@ -459,6 +459,23 @@ impl RemoteSource {
         Ok(client)
     }
 
+    /// Stores a fetched batch in intake (one commit) and counts it; the
+    /// caller acknowledges the batch on the server only after this returns.
+    async fn commit_batch(
+        &self,
+        items: Vec<NewIntake>,
+        summary: &mut DrainSummary,
+        on_batch: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), RemoteError> {
+        let (stored, dup) = self.store_batch(&items).await?;
+        summary.stored += stored;
+        summary.duplicates += dup;
+        if stored > 0 {
+            on_batch();
+        }
+        Ok(())
+    }
+
     /// Stores a batch with one committed statement: (stored, duplicates).
     async fn store_batch(&self, items: &[NewIntake]) -> Result<(usize, usize), RemoteError> {
         if items.is_empty() {
@@ -540,13 +557,7 @@ impl RemoteSource {
                     }
                 }
                 // 1. commit
-                let (stored, dup) = self.store_batch(&items).await?;
-                drop(items);
-                summary.stored += stored;
-                summary.duplicates += dup;
-                if stored > 0 {
-                    on_batch();
-                }
+                self.commit_batch(items, &mut summary, on_batch).await?;
                 // 2. acknowledge what is committed (stored or duplicate)
                 match &self.after {
                     RemoteAfter::Seen => {}
@@ -602,13 +613,7 @@ impl RemoteSource {
                 }
             }
             // 1. commit
-            let (stored, dup) = self.store_batch(&items).await?;
-            drop(items);
-            summary.stored += stored;
-            summary.duplicates += dup;
-            if stored > 0 {
-                on_batch();
-            }
+            self.commit_batch(items, &mut summary, on_batch).await?;
             // 2. mark for deletion; final only at QUIT
             for msgno in taken {
                 client.dele(msgno).await.map_err(se)?;

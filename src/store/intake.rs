@@ -42,7 +42,7 @@ pub struct NewIntake {
 }
 
 /// A queued row claimed by a worker (locked until its transaction ends).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedMessage {
     pub id: i64,
     pub mailbox: String,
@@ -232,7 +232,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedMessage>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
+        sqlx::query_as::<_, ClaimedMessage>(
             "SELECT id, mailbox, uid, raw, attempts FROM intake
               WHERE status = 'queued' AND next_attempt_at <= $1
               ORDER BY next_attempt_at, id
@@ -243,17 +243,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
-        .ctx("claiming intake rows")?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ClaimedMessage {
-                id: r.get("id"),
-                mailbox: r.get("mailbox"),
-                uid: r.get("uid"),
-                raw: r.get("raw"),
-                attempts: r.get("attempts"),
-            })
-            .collect())
+        .ctx("claiming intake rows")
     }
 
     /// Claims the given rows if they are still queued and not locked by
@@ -263,7 +253,7 @@ impl Store {
         conn: &mut PgConnection,
         ids: &[i64],
     ) -> Result<Vec<ClaimedMessage>> {
-        let rows = sqlx::query(
+        sqlx::query_as::<_, ClaimedMessage>(
             "SELECT id, mailbox, uid, raw, attempts FROM intake
               WHERE id = ANY($1) AND status = 'queued'
               ORDER BY id
@@ -272,17 +262,7 @@ impl Store {
         .bind(ids)
         .fetch_all(&mut *conn)
         .await
-        .ctx("claiming intake rows")?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ClaimedMessage {
-                id: r.get("id"),
-                mailbox: r.get("mailbox"),
-                uid: r.get("uid"),
-                raw: r.get("raw"),
-                attempts: r.get("attempts"),
-            })
-            .collect())
+        .ctx("claiming intake rows")
     }
 
     /// Tries to take the fetch lease of `mailbox`: a session-level advisory
