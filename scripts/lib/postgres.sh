@@ -127,7 +127,7 @@ _pg_private() {
     if _pg_as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         port=$(cat "$dir/port")
     else
-        port=$(cat "$dir/port" 2>/dev/null)
+        port=$(cat "$dir/port" 2>/dev/null || true)
         if [ -z "$port" ] || ! _pg_port_free "$port"; then
             port=$(_pg_free_port) || { _pg_log "no free port"; return 1; }
         fi
