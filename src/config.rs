@@ -280,6 +280,28 @@ pub struct MailboxSettings {
     pub poll_interval_secs: Option<u64>,
 }
 
+impl MailboxSettings {
+    /// A maildir source with every optional key unset (the defaults apply).
+    pub fn maildir(name: &str, path: &Path) -> Self {
+        Self {
+            name: name.into(),
+            kind: MailboxKind::Maildir,
+            path: Some(path.to_path_buf()),
+            host: None,
+            port: None,
+            tls: None,
+            username: None,
+            password_env: None,
+            password_file: None,
+            folder: None,
+            ca_file: None,
+            after: None,
+            move_to: None,
+            poll_interval_secs: None,
+        }
+    }
+}
+
 impl Settings {
     /// Defaults, then `file` (if any), then `INMAIL__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {

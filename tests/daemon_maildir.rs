@@ -9,7 +9,7 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use inmail::config::{MailboxKind, MailboxSettings, Settings};
+use inmail::config::{MailboxSettings, Settings};
 use inmail::pipeline::Clock;
 use inmail::startup::App;
 use inmail::store::{IntakeInsert, Store, StoreSettings};
@@ -51,20 +51,8 @@ fn settings(maildir: &Path) -> Settings {
     s.daemon.max_attempts = 3;
     s.daemon.shutdown_timeout_secs = 10;
     s.mailboxes.push(MailboxSettings {
-        name: "bounces".into(),
-        kind: MailboxKind::Maildir,
-        path: Some(maildir.to_path_buf()),
-        host: None,
-        port: None,
-        tls: None,
-        username: None,
-        password_env: None,
-        password_file: None,
-        folder: None,
-        ca_file: None,
-        after: None,
-        move_to: None,
         poll_interval_secs: Some(1),
+        ..MailboxSettings::maildir("bounces", maildir)
     });
     s
 }

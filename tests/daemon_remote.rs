@@ -226,6 +226,23 @@ fn dovecot(script: &str) {
     assert!(status.success(), "{script} failed");
 }
 
+/// Drains `source`, cutting the server session (`doveadm kick`) once the
+/// second batch is stored, and returns the error the drain ends with.
+async fn drain_cut_after_two_batches(
+    source: &inmail::source::remote::RemoteSource,
+    user: &str,
+) -> inmail::source::remote::RemoteError {
+    let batches = AtomicUsize::new(0);
+    source
+        .drain(&CancellationToken::new(), &|| {
+            if batches.fetch_add(1, Ordering::SeqCst) == 1 {
+                kick(user);
+            }
+        })
+        .await
+        .expect_err("the session was cut")
+}
+
 /// Ends `user`'s live sessions (like a dropped connection) and waits until
 /// Dovecot has none left.
 fn kick(user: &str) {
@@ -472,16 +489,7 @@ async fn pop3_stls_dropped_before_quit_deletes_nothing(
     let source = remote(&a);
     // Batches of 2: the first batch is stored and DELE'd, the second stored,
     // then the connection drops before its DELEs and before QUIT.
-    let batches = AtomicUsize::new(0);
-    let user = account.user.clone();
-    let err = source
-        .drain(&CancellationToken::new(), &|| {
-            if batches.fetch_add(1, Ordering::SeqCst) == 1 {
-                kick(&user);
-            }
-        })
-        .await
-        .expect_err("the session was cut");
+    let err = drain_cut_after_two_batches(source, &account.user).await;
     assert!(err.is_outage(), "{err}");
     assert!(err.to_string().contains("mailbox pop3"), "{err}");
     assert_eq!(account.on_disk(""), 5, "no QUIT: nothing deleted");
@@ -516,16 +524,7 @@ async fn imap_connection_cut_mid_drain_neither_skips_nor_repeats(
     let source = remote(&a);
     // Batches of 2: the first is stored, moved and checkpointed; the second
     // is stored, then the connection is cut before its MOVE.
-    let batches = AtomicUsize::new(0);
-    let user = account.user.clone();
-    let err = source
-        .drain(&CancellationToken::new(), &|| {
-            if batches.fetch_add(1, Ordering::SeqCst) == 1 {
-                kick(&user);
-            }
-        })
-        .await
-        .expect_err("the session was cut");
+    let err = drain_cut_after_two_batches(source, &account.user).await;
     assert!(err.is_outage(), "{err}");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM intake").await, 4);
     assert_eq!(

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use inmail::config::{MailboxKind, MailboxSettings, Settings};
+use inmail::config::{MailboxSettings, Settings};
 use inmail::startup::App;
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -112,20 +112,8 @@ async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnec
     s.daemon.batch_size = 10;
     s.daemon.workers = 2;
     s.mailboxes.push(MailboxSettings {
-        name: "bounces".into(),
-        kind: MailboxKind::Maildir,
-        path: Some(md.clone()),
-        host: None,
-        port: None,
-        tls: None,
-        username: None,
-        password_env: None,
-        password_file: None,
-        folder: None,
-        ca_file: None,
-        after: None,
-        move_to: None,
         poll_interval_secs: Some(1),
+        ..MailboxSettings::maildir("bounces", &md)
     });
     let app = App::build_with_store(s, store, inmail::pipeline::system_clock())
         .await
