@@ -99,6 +99,8 @@ pub struct AnalysisSettings {
     pub max_recipients: usize,
     /// Rules file used when the database has none (and by `qualify` without `--rules`).
     pub rules_file: Option<PathBuf>,
+    /// `soft` or `ignored`: see [`crate::rules::DelayWarnings`].
+    pub delay_warnings: crate::rules::DelayWarnings,
 }
 
 impl Default for AnalysisSettings {
@@ -110,6 +112,7 @@ impl Default for AnalysisSettings {
             max_parts: l.max_parts,
             max_recipients: l.max_recipients,
             rules_file: None,
+            delay_warnings: Default::default(),
         }
     }
 }

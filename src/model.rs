@@ -394,7 +394,8 @@ impl Category {
             }
             C::OnHold | C::Undefined => (Soft, Reason::NotDefined),
             C::SpamComplaint => (Hard, Reason::Refused),
-            C::AutoReply | C::Delayed => (Ignored, Reason::NotDefined),
+            C::AutoReply => (Ignored, Reason::NotDefined),
+            C::Delayed => (Soft, Reason::Unreachable),
             C::Delivered => (None, Reason::NotDefined),
         }
     }

@@ -600,17 +600,20 @@ async fn rules_loop(
 }
 
 /// The database rules; when the table is empty, `analysis.rules_file`,
-/// else the bundled default set (`config/rules.toml`).
+/// else the bundled default set (`config/rules.toml`). Delay warnings count
+/// as `analysis.delay_warnings` says.
 pub async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet> {
     let stored = store.load_rules().await?;
-    if !stored.is_empty() {
-        return RuleSet::compile(stored).context("compiling the database rules");
-    }
-    match &settings.analysis.rules_file {
-        Some(file) => RuleSet::compile(rules::load_file(file)?)
-            .with_context(|| format!("rules file {}", file.display())),
-        None => Ok(RuleSet::default_set()),
-    }
+    let set = if !stored.is_empty() {
+        RuleSet::compile(stored).context("compiling the database rules")?
+    } else {
+        match &settings.analysis.rules_file {
+            Some(file) => RuleSet::compile(rules::load_file(file)?)
+                .with_context(|| format!("rules file {}", file.display()))?,
+            None => RuleSet::default_set(),
+        }
+    };
+    Ok(set.with_delay_warnings(settings.analysis.delay_warnings))
 }
 
 pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {

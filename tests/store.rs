@@ -636,6 +636,32 @@ async fn delivery_logs_record_failure_and_retry_schedule(pool: PgPool) {
     assert_eq!(o.next_retry_at, None);
 }
 
+#[sqlx::test(migrations = "./migrations")]
+async fn delay_warning_counts_soft_but_leaves_the_delivery_alone(pool: PgPool) {
+    let s = store(pool.clone());
+    deliver(&s, BOB_CSV).await;
+    let mut input = message(
+        &tracking("t-bob"),
+        &[(
+            BOB,
+            verdict(BounceType::Soft, Reason::MailboxFull, Category::Delayed),
+        )],
+        "452 4.2.2 mailbox full",
+    );
+    input.analysis.recipients[0].hint = Some(Category::Delayed);
+    let o = one(&s, input, hours(0)).await;
+    assert!(o.counted, "{o:?}");
+    assert_eq!(o.next_retry_at, None, "the sending MTA still holds it");
+    assert_eq!(status(&s, BOB).await, (AddressStatus::Erroneous, 1));
+    let row: (String, i32, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT status, retry_count, next_retry_at FROM delivery_logs WHERE tracking_id = 't-bob'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(row, ("sent".into(), 0, None));
+}
+
 fn rule(id: &str, pattern: &str) -> Rule {
     Rule {
         id: id.into(),

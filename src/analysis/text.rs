@@ -100,7 +100,7 @@ pub fn first_status(s: &str) -> Option<EnhancedStatus> {
 static SMTP_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(concat!(
         r"(?i)(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
-        r"rcpt to|does not like recipient|our rcpt|mail from|sender was rejected|our mail from|",
+        r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
         r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
     ))
     .expect("smtp command regex")
@@ -112,7 +112,7 @@ fn command_named(mention: &str) -> crate::model::SmtpCommand {
     let m = mention.to_ascii_lowercase();
     if m.contains("data") {
         C::Data
-    } else if m.contains("rcpt") || m.contains("recipient") {
+    } else if m.contains("rcpt") || m.contains("recipient") || m.contains("address") {
         C::RcptTo
     } else if m.contains("mail from") || m.contains("sender") {
         C::MailFrom

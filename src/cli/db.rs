@@ -8,6 +8,7 @@ use crate::analysis::RecipientReport;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::{self, Rule, RuleSet};
+use crate::startup::rule_set;
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
     StoreSettings,
@@ -303,19 +304,6 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
             println!("{address}: {before} -> {status}");
             Ok(0)
         }
-    }
-}
-
-/// The database rules; when the database has none, the settings' rules
-/// file, else the bundled default set.
-async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<RuleSet> {
-    let rules = store.load_rules().await?;
-    if !rules.is_empty() {
-        return Ok(RuleSet::compile(rules)?);
-    }
-    match &settings.analysis.rules_file {
-        Some(file) => Ok(RuleSet::compile(rules::load_file(file)?)?),
-        None => Ok(RuleSet::default_set()),
     }
 }
 

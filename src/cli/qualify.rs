@@ -116,7 +116,8 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
         Some(p) => RuleSet::compile(crate::rules::load_file(p)?)
             .with_context(|| format!("rules file {}", p.display()))?,
         None => RuleSet::default_set(),
-    };
+    }
+    .with_delay_warnings(settings.analysis.delay_warnings);
     let (files, mut errors) = inputs::expand(&args.paths);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

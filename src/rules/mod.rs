@@ -137,10 +137,34 @@ pub fn check_rule(rule: &Rule) -> Result<(), RulesError> {
         })
 }
 
+/// What a delay warning (`Action: delayed`, "still being retried") counts as.
+///
+/// `soft` (the default): the address is failing now, so the warning counts
+/// like any soft error (at most once a day, and the counters reset after the
+/// quiet period). It never schedules a retry: the sending MTA still holds the
+/// message. `ignored`: only the final failure or success counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelayWarnings {
+    #[default]
+    Soft,
+    Ignored,
+}
+
+impl DelayWarnings {
+    fn bounce_type(self) -> BounceType {
+        match self {
+            Self::Soft => BounceType::Soft,
+            Self::Ignored => BounceType::Ignored,
+        }
+    }
+}
+
 /// Compiled rules. Cheap to share (`Arc`), immutable: a reload builds a new one.
 pub struct RuleSet {
     rules: Vec<Rule>,
     set: RegexSet,
+    delays: DelayWarnings,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -169,7 +193,17 @@ impl RuleSet {
             .dfa_size_limit(64 << 20)
             .build()
             .map_err(|e| RulesError::Set(Box::new(e)))?;
-        Ok(Self { rules, set })
+        Ok(Self {
+            rules,
+            set,
+            delays: DelayWarnings::default(),
+        })
+    }
+
+    /// The same rules, with delay warnings counted as `delays` says.
+    pub fn with_delay_warnings(mut self, delays: DelayWarnings) -> Self {
+        self.delays = delays;
+        self
     }
 
     pub fn default_set() -> Self {
@@ -195,18 +229,24 @@ impl RuleSet {
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
         if r.hint == Some(Category::Delayed) {
-            // Still being retried: never a failure of the address, but the
-            // cause (mailbox full, host down, ...) is worth reporting.
+            // Still being retried by the sending MTA: the cause (mailbox full,
+            // host down, ...) is the reason; a cause on the sender's side
+            // keeps its category so it never counts against the address.
             let cause = self.qualify_failure(r);
             let reason = if cause.qualified {
                 cause.reason
             } else {
                 Reason::Unreachable
             };
+            let category = if cause.sender_side() {
+                cause.category
+            } else {
+                Category::Delayed
+            };
             return Verdict {
-                bounce_type: BounceType::Ignored,
+                bounce_type: self.delays.bounce_type(),
                 reason,
-                category: Category::Delayed,
+                category,
                 rule: "builtin:delayed".into(),
                 qualified: true,
                 explanation: format!(
@@ -225,7 +265,7 @@ impl RuleSet {
         }
         let v = self.qualify_failure(r);
         let explicit_status = r.status.filter(|_| !r.status_inferred);
-        adjust_for_context(v, r.smtp_command, explicit_status)
+        adjust_for_context(v, r.smtp_command, explicit_status, r.reply_code.is_some())
     }
 
     fn rule_verdict(&self, text: Option<&str>, domain: &str, from: &str) -> Option<Verdict> {
@@ -304,17 +344,29 @@ impl RuleSet {
 /// What the refused command and the status code say about who is at fault.
 /// A "user unknown" after DATA means the recipient was accepted at RCPT, and
 /// one carrying a policy (x.7.x) or generic mailbox (x.2.0) code rather than an
-/// address code (x.1.x): either way a filter spoke, not the mailbox. A
-/// recipient-side reason at MAIL FROM is really about the sender.
+/// address code (x.1.x): either way a filter spoke, not the mailbox. So does a
+/// relayed "550 unknown user" with no enhanced code at all and no sign it
+/// answered RCPT TO: servers that check mailboxes at RCPT say 5.1.1, while
+/// the bare form is what filtering gateways (m-FILTER, MXLogic, SurfControl,
+/// ...) send when a policy drops the message. Counting it soft costs a few
+/// more attempts if the mailbox really is gone; counting it hard would
+/// quarantine a live address at once. A recipient-side reason at MAIL FROM
+/// is really about the sender.
 fn adjust_for_context(
     mut v: Verdict,
     cmd: Option<SmtpCommand>,
     status: Option<EnhancedStatus>,
+    relayed_reply: bool,
 ) -> Verdict {
     let address_code = status.is_some_and(|s| s.subject == 1);
     let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
-    let to = match (cmd, v.category) {
-        (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => Category::Filtered,
+    let no_code = status.is_none_or(|s| s.subject == 0);
+    let at =
+        |c: Option<SmtpCommand>| format!("the server refused at {}", c.map_or("?", |c| c.as_str()));
+    let (to, why) = match (cmd, v.category) {
+        (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => {
+            (Category::Filtered, at(cmd))
+        }
         (_, Category::UserUnknown)
             if filter_code
                 && v.rule
@@ -323,23 +375,25 @@ fn adjust_for_context(
                         status.map(|s| s.to_string()).unwrap_or_default()
                     ) =>
         {
-            Category::Filtered
+            (
+                Category::Filtered,
+                "its status code is a policy one".to_owned(),
+            )
         }
+        (None, Category::UserUnknown) if no_code && relayed_reply => (
+            Category::Filtered,
+            "the reply has no enhanced status code and no sign it answered RCPT TO".to_owned(),
+        ),
         (
             Some(SmtpCommand::MailFrom),
             Category::UserUnknown
             | Category::InvalidDomain
             | Category::AccountDisabled
             | Category::HasMoved,
-        ) => Category::SenderRejected,
+        ) => (Category::SenderRejected, at(cmd)),
         _ => return v,
     };
-    v.explanation = format!(
-        "{}; but the server refused at {}, so it is {}",
-        v.explanation,
-        cmd.map(|c| c.as_str()).unwrap_or("?"),
-        to.describe()
-    );
+    v.explanation = format!("{}; but {why}, so it is {}", v.explanation, to.describe());
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
     v
@@ -373,4 +427,74 @@ fn domain_in_scope(domain: &str, scope: &str) -> bool {
         || (domain.len() > scope.len()
             && domain[domain.len() - scope.len()..].eq_ignore_ascii_case(scope)
             && domain.as_bytes()[domain.len() - scope.len() - 1] == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(diag: &str) -> RecipientReport {
+        let mut r = RecipientReport::new("kim@example.org".parse().expect("address"));
+        r.diagnostic = Some(diag.to_owned());
+        r.reply_code = crate::analysis::find_reply_code(diag);
+        r.status = crate::analysis::find_status(diag);
+        r.smtp_command = crate::analysis::find_smtp_command(diag);
+        r
+    }
+
+    #[test]
+    fn user_unknown_is_trusted_with_an_address_code_or_at_rcpt() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "550 5.1.1 <kim@example.org>: Recipient address rejected: User unknown",
+            "550 <kim@example.org>: User unknown (in reply to RCPT TO command)",
+            "Unknown user: kim@example.org",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.category),
+                (BounceType::Hard, Category::UserUnknown),
+                "{diag}"
+            );
+        }
+    }
+
+    #[test]
+    fn bare_relayed_user_unknown_is_a_filter_speaking() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "550 unknown user <kim@example.org>",
+            "550 5.7.1 <kim@example.org>: User unknown",
+            "550 <kim@example.org>: User unknown (in reply to end of DATA command)",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.reason, v.category),
+                (BounceType::Soft, Reason::Refused, Category::Filtered),
+                "{diag}"
+            );
+            assert!(v.explanation.contains("but"), "{}", v.explanation);
+        }
+    }
+
+    #[test]
+    fn delay_warnings_count_as_configured_and_keep_their_cause() {
+        let mut r = report("452 4.2.2 mailbox full");
+        r.hint = Some(Category::Delayed);
+        let v = RuleSet::default_set().qualify(&r);
+        assert_eq!(
+            (v.bounce_type, v.reason, v.category),
+            (BounceType::Soft, Reason::MailboxFull, Category::Delayed)
+        );
+        let v = RuleSet::default_set()
+            .with_delay_warnings(DelayWarnings::Ignored)
+            .qualify(&r);
+        assert_eq!(v.bounce_type, BounceType::Ignored);
+
+        // the sender's own fault never counts against the address
+        let mut r = report("450 4.7.25 Client host rejected: cannot find your hostname");
+        r.hint = Some(Category::Delayed);
+        let v = RuleSet::default_set().qualify(&r);
+        assert!(v.sender_side(), "{v:?}");
+    }
 }

@@ -365,7 +365,10 @@ impl Store {
                 e.count += 1;
                 e.last_text = item.text().map(str::to_owned);
             }
-            if let Some(link) = &link {
+            // A delay warning leaves the delivery as sent: the sending MTA
+            // still holds the message, so neither a failure nor a retry.
+            let delay_warning = item.report.hint == Some(Category::Delayed);
+            if let Some(link) = link.as_ref().filter(|_| !delay_warning) {
                 next_retry_at = w.record_delivery_failure(link, v, item.text(), now);
             }
             if !v.qualified {
