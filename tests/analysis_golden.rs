@@ -60,6 +60,7 @@ golden_tests! {
     qmail => "qmail",
     sendmail => "sendmail",
     sendmail_plain => "sendmail-plain",
+    sendmail_transcript => "sendmail-transcript",
     spf_auth => "spf-auth",
     with_tracking => "with-tracking",
     yahoo => "yahoo",

@@ -357,18 +357,23 @@ fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
     let mut out = String::new();
     let mut occurrences = 0;
     let mut i = 0;
+    // lines before this one are in `out` already
+    let mut consumed = 0;
     while i < lines.len() && occurrences < 4 && out.len() < MAX_DIAGNOSTIC {
         if !contains_ci(lines[i], &needle) {
             i += 1;
             continue;
         }
         occurrences += 1;
-        // in a session transcript the command answered stands on the line before
-        if i > 0
-            && lines[i - 1].trim_start().starts_with(">>>")
-            && !contains_ci(lines[i - 1], &needle)
-        {
-            push_collapsed(&mut out, lines[i - 1]);
+        // In a session transcript the dialogue that failed stands before the
+        // line naming the address (Sendmail: ">>> DATA", "<<< 550 ...", then
+        // "421 host (smtp)... Deferred", then "554 <address>... ...").
+        let mut k = i;
+        while k > consumed && i - k < 4 && is_transcript_line(lines[k - 1], &needle, others) {
+            k -= 1;
+        }
+        for l in &lines[k..i] {
+            push_collapsed(&mut out, l);
         }
         push_collapsed(&mut out, lines[i]);
         let mut j = i + 1;
@@ -382,19 +387,48 @@ fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
                 }
                 break;
             }
-            if contains_ci(l, &needle) || others.iter().any(|o| contains_ci(l, o)) {
+            if contains_ci(l, &needle)
+                || others.iter().any(|o| contains_ci(l, o))
+                || is_sendmail_entry(l)
+                || l.trim_start().starts_with("While talking to")
+            {
                 break;
             }
             push_collapsed(&mut out, l);
             j += 1;
         }
         i = j.max(i + 1);
+        consumed = i;
     }
     if out.is_empty() {
         return None;
     }
     truncate_chars(&mut out, MAX_DIAGNOSTIC);
     Some(out)
+}
+
+/// A line of the SMTP dialogue (">>> RCPT TO:<...>", "<<< 550 ...") or a
+/// Sendmail summary about a host rather than an address, that does not name
+/// another recipient.
+fn is_transcript_line(l: &str, needle: &str, others: &[&str]) -> bool {
+    let t = l.trim_start();
+    let dialogue = t.starts_with(">>>") || t.starts_with("<<<");
+    let host_entry = is_sendmail_entry(t) && !t.contains('@');
+    (dialogue || host_entry)
+        && (contains_ci(l, needle) || !others.iter().any(|o| contains_ci(l, o)))
+}
+
+/// Sendmail's one-line summary per recipient or host:
+/// "554 <kim@example.org>... 550 Host unknown", "550 example.org (smtp)... Deferred".
+fn is_sendmail_entry(l: &str) -> bool {
+    let b = l.as_bytes();
+    b.len() > 4
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && b[3] == b' '
+        && l[4..]
+            .split_whitespace()
+            .take(2)
+            .any(|w| w.ends_with("..."))
 }
 
 fn is_bare_address_line(l: &str) -> bool {
