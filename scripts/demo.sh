@@ -69,7 +69,9 @@ step "Addresses no longer valid (quarantined, denylisted, erroneous)"
 "$inmail" --config "$work/inmail.toml" quarantine list
 
 step "Why one of them is quarantined"
-first=$("$inmail" --config "$work/inmail.toml" quarantine list --status quarantined --json | head -n 1 | sed -n 's/.*"address":"\([^"]*\)".*/\1/p')
+# no pipe into head: under pipefail the writer's SIGPIPE would end the demo
+listed=$("$inmail" --config "$work/inmail.toml" quarantine list --status quarantined --json)
+first=$(sed -n '1s/.*"address":"\([^"]*\)".*/\1/p' <<<"$listed")
 [ -n "$first" ] && "$inmail" --config "$work/inmail.toml" address "$first"
 
 step "The \"to qualify\" queue: bounce texts no rule explained"
