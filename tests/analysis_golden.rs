@@ -47,6 +47,7 @@ golden_tests! {
     exim_warning => "exim-warning",
     gmail => "gmail",
     gmail_disabled => "gmail-disabled",
+    global_dsn => "global-dsn",
     host_unknown => "host-unknown",
     human_reply => "human-reply",
     mailbox_full => "mailbox-full",
