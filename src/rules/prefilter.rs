@@ -4,14 +4,18 @@
 //! runs an overlapping search: the lazy DFA then tracks every rule's partial
 //! matches at once and the bounded repetitions (`.{0,40}`, `[^.]{0,40}`) make
 //! nearly every text position a new DFA state. The tables grow to many MB and
-//! each byte costs a cache miss.
+//! each byte costs a cache miss. Running each rule on its own over the whole
+//! text is no better: the same explosion, rule by rule.
 //!
-//! Instead, one Aho-Corasick pass finds which rules *could* match: every match
-//! of a rule starts with one of its prefix literals (or, when those are
-//! unbounded, ends with one of its suffix literals). Only those candidates, in
-//! priority order, are then run as single regexes, and the first match wins.
-//! The result is the same as the set's by construction: a rule that is not a
-//! candidate cannot match.
+//! Instead, one Aho-Corasick pass finds where rules *could* match: every match
+//! of a rule starts with one of its prefix literals. The candidates, in
+//! priority order, are then verified by an anchored search of that rule alone
+//! at each place one of its literals starts (short: it stops as soon as the
+//! text leaves the pattern), and the first rule that matches wins. A rule whose
+//! prefixes are unbounded is found by its suffix literals instead and verified
+//! by an unanchored search; one with neither is always searched. The result is
+//! the same as the set's by construction: a rule matches only where one of its
+//! literals occurs.
 //!
 //! The literals come from the rule's syntax tree restricted to ASCII and
 //! folded to lowercase, and are searched ASCII-case-insensitively. That is
@@ -19,7 +23,9 @@
 //! Kelvin sign to `k`), so any other text goes to the set.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, ClassBytes, ClassBytesRange, Hir, HirKind};
 
@@ -28,10 +34,20 @@ pub(super) struct Prefilter {
     literals: AhoCorasick,
     /// The rule (index in priority order) of each literal.
     owner: Vec<usize>,
-    /// Rules without a usable literal (one could match anywhere): always run.
-    always: Vec<bool>,
+    /// How each rule's candidates are found and verified.
+    found_by: Vec<FoundBy>,
     /// Each rule on its own, same syntax as the set.
     singles: Vec<Regex>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FoundBy {
+    /// Every match starts with a literal: anchored searches where they occur.
+    Prefix,
+    /// Every match ends with a literal: one search when any occurs.
+    Suffix,
+    /// No usable literal (a match could be anywhere): always searched.
+    Always,
 }
 
 impl Prefilter {
@@ -40,7 +56,7 @@ impl Prefilter {
     pub(super) fn new(patterns: &[String]) -> Option<Self> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut owner = Vec::new();
-        let mut always = vec![false; patterns.len()];
+        let mut found_by = Vec::with_capacity(patterns.len());
         let mut singles = Vec::with_capacity(patterns.len());
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
@@ -49,36 +65,41 @@ impl Prefilter {
                 .parse(p)
                 .ok()?;
             let folded = ascii_lowercase(&hir);
-            // every match starts with a prefix literal and ends with a suffix
-            // literal: either set is a necessary condition
-            let usable = [ExtractKind::Prefix, ExtractKind::Suffix]
-                .into_iter()
-                .find_map(|kind| {
-                    let seq = Extractor::new()
-                        .kind(kind)
-                        .limit_total(2000)
-                        .extract(&folded);
-                    // infinite, or the empty literal: a match could be anywhere
-                    seq.literals()
-                        .filter(|lits| lits.iter().all(|l| !l.as_bytes().is_empty()))
-                        .map(|lits| {
-                            lits.iter()
-                                .map(|l| l.as_bytes().to_vec())
-                                .collect::<Vec<_>>()
-                        })
-                });
+            let usable = [
+                (ExtractKind::Prefix, FoundBy::Prefix),
+                (ExtractKind::Suffix, FoundBy::Suffix),
+            ]
+            .into_iter()
+            .find_map(|(kind, by)| {
+                let seq = Extractor::new()
+                    .kind(kind)
+                    .limit_total(2000)
+                    .extract(&folded);
+                // infinite, or the empty literal: a match could be anywhere
+                let lits = seq
+                    .literals()
+                    .filter(|lits| lits.iter().all(|l| !l.as_bytes().is_empty()))?;
+                Some((
+                    lits.iter()
+                        .map(|l| l.as_bytes().to_vec())
+                        .collect::<Vec<_>>(),
+                    by,
+                ))
+            });
             match usable {
-                Some(lits) => {
+                Some((lits, by)) => {
                     owner.extend(std::iter::repeat_n(i, lits.len()));
                     literals.extend(lits);
+                    found_by.push(by);
                 }
-                None => always[i] = true,
+                None => found_by.push(FoundBy::Always),
             }
+            // the regex crate's defaults, as the set compiles the pattern
             singles.push(
-                regex::RegexBuilder::new(p)
-                    .case_insensitive(true)
-                    .size_limit(1 << 20)
-                    .build()
+                Regex::builder()
+                    .syntax(syntax::Config::new().case_insensitive(true))
+                    .configure(Regex::config().nfa_size_limit(Some(1 << 20)))
+                    .build(p)
                     .ok()?,
             );
         }
@@ -90,7 +111,7 @@ impl Prefilter {
         Some(Self {
             literals,
             owner,
-            always,
+            found_by,
             singles,
         })
     }
@@ -106,15 +127,37 @@ impl Prefilter {
         if !text.is_ascii() {
             return None;
         }
-        let mut candidate = self.always.clone();
-        // overlapping: a literal inside another one's occurrence counts too
-        for m in self.literals.find_overlapping_iter(text) {
-            candidate[self.owner[m.pattern().as_usize()]] = true;
-        }
-        Some(
-            (0..self.singles.len())
-                .find(|&i| candidate[i] && eligible(i) && self.singles[i].is_match(text)),
-        )
+        // (rule, where one of its literals starts), every occurrence:
+        // overlapping, so a literal inside another one's occurrence counts too
+        let mut starts: Vec<(usize, usize)> = self
+            .literals
+            .find_overlapping_iter(text)
+            .map(|m| (self.owner[m.pattern().as_usize()], m.start()))
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let whole = || Input::new(text).earliest(true);
+        let found = (0..self.singles.len()).find(|&i| {
+            let at = || starts.iter().filter(move |(rule, _)| *rule == i);
+            let rule = &self.singles[i];
+            match self.found_by[i] {
+                FoundBy::Prefix => {
+                    at().next().is_some()
+                        && eligible(i)
+                        && at().any(|&(_, start)| {
+                            // look-behind (`\b`) still sees the byte before `start`
+                            let input = Input::new(text)
+                                .range(start..)
+                                .anchored(Anchored::Yes)
+                                .earliest(true);
+                            rule.is_match(input)
+                        })
+                }
+                FoundBy::Suffix => at().next().is_some() && eligible(i) && rule.is_match(whole()),
+                FoundBy::Always => eligible(i) && rule.is_match(whole()),
+            }
+        });
+        Some(found)
     }
 }
 
