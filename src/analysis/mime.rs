@@ -24,7 +24,8 @@ pub struct Message {
     /// Header name of the platform's tracking id, lowercase.
     pub tracking_header: String,
     inline_original: std::cell::OnceCell<Option<Vec<(String, String)>>>,
-    original_markers: std::cell::OnceCell<Vec<Option<(usize, usize)>>>,
+    /// One per text, searched on first use: most reports are cut at the first text.
+    original_markers: Vec<std::cell::OnceCell<Option<(usize, usize)>>>,
 }
 
 /// Headers the analysis reads; decoding only these keeps parsing cheap.
@@ -76,16 +77,8 @@ impl Message {
 
     /// Where the copy of the original starts in text `i`, searched once.
     pub fn original_marker(&self, i: usize) -> Option<(usize, usize)> {
-        self.original_markers
-            .get_or_init(|| {
-                self.texts
-                    .iter()
-                    .map(|t| super::text::find_original_marker(t))
-                    .collect()
-            })
-            .get(i)
-            .copied()
-            .flatten()
+        let (cell, text) = (self.original_markers.get(i)?, self.texts.get(i)?);
+        *cell.get_or_init(|| super::text::find_original_marker(text))
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -101,6 +94,7 @@ impl Message {
     pub fn parse(bytes: &[u8], limits: &Limits, tracking_header: &str) -> Result<Message, String> {
         let mut m = Self::parse_structure(bytes, limits, &tracking_header.to_ascii_lowercase())?;
         m.tracking_header = tracking_header.to_ascii_lowercase();
+        m.original_markers = m.texts.iter().map(|_| Default::default()).collect();
         Ok(m)
     }
 
@@ -124,7 +118,9 @@ impl Message {
         };
         let mut stack: Vec<&ParsedMail> = vec![&parsed];
         let mut visited = 0usize;
-        let mut html: Vec<String> = Vec::new();
+        // HTML parts are read only when there is no plain text: decoding and
+        // stripping them is left until then.
+        let mut html: Vec<&ParsedMail> = Vec::new();
         while let Some(part) = stack.pop() {
             visited += 1;
             if visited > limits.max_parts {
@@ -163,14 +159,17 @@ impl Message {
                 t if t.starts_with("text/plain") || t == "text" => {
                     m.texts.push(decoded_text(part, limits))
                 }
-                "text/html" => html.push(strip_html(&decoded_text(part, limits))),
+                "text/html" => html.push(part),
                 // a part without a usable Content-Type (broken MIME) is read as text
                 "" => m.texts.push(decoded_text(part, limits)),
                 _ => {}
             }
         }
         if m.texts.is_empty() {
-            m.texts = html;
+            m.texts = html
+                .into_iter()
+                .map(|part| strip_html(&decoded_text(part, limits)))
+                .collect();
         }
         if m.delivery_status.is_empty() {
             // Reports whose MIME structure broke still carry the DSN fields inline.
@@ -207,10 +206,21 @@ fn inline_delivery_status(t: &str) -> Option<String> {
     Some(t[start..].to_string())
 }
 
+/// First position of `needle` in `hay`, ASCII case-insensitive. Candidates
+/// come from a memchr scan for the needle's first byte (both cases), which
+/// skips most of a long text at once.
 fn find_ci(hay: &str, needle: &str) -> Option<usize> {
-    hay.as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return Some(0);
+    };
+    let last_start = h.len().checked_sub(n.len())?;
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        &h[..=last_start],
+    )
+    .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {

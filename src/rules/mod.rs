@@ -8,6 +8,7 @@
 //! not_defined, soft, `qualified: false`: those feed the "to qualify" queue.
 
 mod codes;
+mod prefilter;
 
 use crate::analysis::RecipientReport;
 use crate::model::{BounceType, Category, EnhancedStatus, Reason, SmtpCommand};
@@ -164,6 +165,8 @@ impl DelayWarnings {
 pub struct RuleSet {
     rules: Vec<Rule>,
     set: RegexSet,
+    /// Answers for ASCII texts without the set's costly overlapping search.
+    prefilter: Option<prefilter::Prefilter>,
     delays: DelayWarnings,
 }
 
@@ -187,15 +190,21 @@ impl RuleSet {
         }
         // stable: equal priorities keep file order
         rules.sort_by_key(|r| r.priority);
-        let set = RegexSetBuilder::new(rules.iter().map(|r| ascii_word_boundaries(&r.pattern)))
+        let patterns: Vec<String> = rules
+            .iter()
+            .map(|r| ascii_word_boundaries(&r.pattern))
+            .collect();
+        let set = RegexSetBuilder::new(&patterns)
             .case_insensitive(true)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
             .map_err(|e| RulesError::Set(Box::new(e)))?;
+        let prefilter = prefilter::Prefilter::new(&patterns);
         Ok(Self {
             rules,
             set,
+            prefilter,
             delays: DelayWarnings::default(),
         })
     }
@@ -216,15 +225,23 @@ impl RuleSet {
 
     /// The first rule (by priority) matching `text` for a recipient in `domain`.
     pub fn first_match(&self, text: &str, domain: &str) -> Option<&Rule> {
+        let in_scope = |r: &Rule| {
+            r.domain
+                .as_deref()
+                .is_none_or(|d| domain_in_scope(domain, d))
+        };
+        if let Some(found) = self
+            .prefilter
+            .as_ref()
+            .and_then(|p| p.first_match(text, |i| in_scope(&self.rules[i])))
+        {
+            return found.map(|i| &self.rules[i]);
+        }
         self.set
             .matches(text)
             .into_iter()
             .map(|i| &self.rules[i])
-            .find(|r| {
-                r.domain
-                    .as_deref()
-                    .is_none_or(|d| domain_in_scope(domain, d))
-            })
+            .find(|r| in_scope(r))
     }
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
