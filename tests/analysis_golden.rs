@@ -34,6 +34,7 @@ macro_rules! golden_tests {
 golden_tests! {
     amazonses_json => "amazonses-json",
     arf => "arf",
+    arf_redacted => "arf-redacted",
     autoreply => "autoreply",
     blocked_ip => "blocked-ip",
     courier => "courier",

@@ -163,24 +163,47 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
             .map(|v| v.trim().to_string())
             .filter(|s| !s.is_empty());
     }
-    for name in [
+    // A bounce goes to the envelope sender, so its own headers carry the VERP
+    // address. A feedback report goes to the feedback-loop address instead:
+    // there the envelope sender is the report's Original-Mail-From and the
+    // returned message's Return-Path.
+    let report_fields = msg
+        .feedback_report
+        .as_deref()
+        .map(super::dsn::parse_fields)
+        .unwrap_or_default();
+    let mut sources: Vec<&str> = [
         "x-original-to",
         "delivered-to",
         "envelope-to",
         "x-envelope-to",
         "to",
-    ] {
-        for v in msg.headers_named(name) {
-            for a in all_addresses(v) {
-                if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
-                    let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else {
-                        continue;
-                    };
-                    if let Ok(addr) = format!("{}@{}", l.as_str(), d.as_str()).parse() {
-                        o.verp_recipient = Some(addr);
-                        o.verp_token = c.name("token").map(|t| t.as_str().to_string());
-                        return o;
-                    }
+    ]
+    .into_iter()
+    .flat_map(|name| msg.headers_named(name))
+    .collect();
+    sources.extend(
+        report_fields
+            .iter()
+            .filter(|(k, _)| k == "original-mail-from")
+            .map(|(_, v)| v.as_str()),
+    );
+    sources.extend(
+        orig.into_iter()
+            .flatten()
+            .filter(|(k, _)| k == "return-path")
+            .map(|(_, v)| v.as_str()),
+    );
+    for v in sources {
+        for a in all_addresses(v) {
+            if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
+                let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else {
+                    continue;
+                };
+                if let Ok(addr) = format!("{}@{}", l.as_str(), d.as_str()).parse() {
+                    o.verp_recipient = Some(addr);
+                    o.verp_token = c.name("token").map(|t| t.as_str().to_string());
+                    return o;
                 }
             }
         }

@@ -341,6 +341,27 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
             }
         }
     }
+    if addrs.is_empty() {
+        // Feedback loops that redact the recipient still leave the envelope:
+        // the returned message's delivery headers, or the VERP address the
+        // platform sent it from.
+        if let Some(orig) = &msg.original_headers {
+            for name in ["x-original-to", "delivered-to"] {
+                if let Some(ad) =
+                    mime::header_value(orig, name).and_then(|v| headers::first_address(&v))
+                {
+                    addrs.push(ad);
+                    break;
+                }
+            }
+        }
+        addrs.extend(
+            a.original
+                .verp_recipient
+                .clone()
+                .filter(|_| addrs.is_empty()),
+        );
+    }
     a.kind = MessageKind::Arf;
     let feedback_type = a.feedback_type.clone().unwrap_or_else(|| "abuse".into());
     for ad in addrs {
