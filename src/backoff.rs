@@ -3,6 +3,7 @@
 //! start after a success.
 
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutageBackoff {
@@ -32,6 +33,14 @@ impl OutageBackoff {
         let d = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         d
+    }
+}
+
+/// Sleeps unless cancelled first; true when cancelled.
+pub async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
     }
 }
 

@@ -19,7 +19,7 @@
 //! doubling to 30 s) and resumes by itself.
 
 use crate::analysis::Analyzer;
-use crate::backoff::OutageBackoff;
+use crate::backoff::{sleep_or_cancel, OutageBackoff};
 use crate::config::{MailboxKind, Settings};
 use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
 use crate::rules::{self, RuleSet};
@@ -105,14 +105,6 @@ impl Health {
 fn wake_workers(n: &Notify) {
     n.notify_waiters();
     n.notify_one();
-}
-
-/// Sleeps unless cancelled first; true when cancelled.
-async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }
 
 impl App {

@@ -53,7 +53,7 @@ use super::imap::{IdleOutcome, ImapClient, Selected};
 use super::maildir::DrainSummary;
 use super::pop3::Pop3Client;
 use super::{tls, MailboxError, ServerEndpoint, TlsMode, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::backoff::OutageBackoff;
+use crate::backoff::{sleep_or_cancel, OutageBackoff};
 use crate::config::{DaemonSettings, MailboxKind, MailboxSettings};
 use crate::pipeline::Clock;
 use crate::store::{Checkpoint, IntakeInsert, MailboxLease, NewIntake, Store, StoreError};
@@ -892,14 +892,6 @@ impl SourceState {
             tracing::info!(mailbox = %self.name, kind = self.kind, wait = how, "waiting for new mail ({how})");
             self.waiting = Some(how);
         }
-    }
-}
-
-/// Sleeps unless cancelled first; true when cancelled.
-async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
     }
 }
 
