@@ -3,7 +3,6 @@
 //! original's headers, human-readable text), with every size bounded.
 
 use super::Limits;
-use mailparse::ParsedMail;
 use std::borrow::Cow;
 
 /// A message reduced to the parts the analysis looks at.
@@ -102,46 +101,56 @@ impl Message {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Message::default());
         }
-        // mailparse recurses once per nesting level; a hostile message can nest
-        // thousands deep. Real bounces have a handful of parts, so past the
-        // limit only the top headers are trusted and the rest is read as text.
+        // Real bounces have a handful of parts; a hostile message can nest
+        // thousands deep. Past the limit only the top headers are trusted and
+        // the rest is read as text.
         let nested = memchr::memmem::find_iter(bytes, b"ultipart/").count();
         if nested > limits.max_parts {
             return Self::headers_only(bytes, limits, tracking);
         }
-        let parsed =
-            mailparse::parse_mail(bytes).map_err(|e| format!("unreadable MIME structure: {e}"))?;
+        let top = Part::read(bytes, false, Some(tracking))
+            .map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
-            headers: collect_headers(&parsed.headers, tracking),
-            content_type: parsed.ctype.mimetype.to_ascii_lowercase(),
+            content_type: top.ctype.mimetype.to_ascii_lowercase(),
             ..Message::default()
         };
-        let mut stack: Vec<&ParsedMail> = vec![&parsed];
+        let mut stack: Vec<Part> = vec![top];
         let mut visited = 0usize;
         // HTML parts are read only when there is no plain text: decoding and
         // stripping them is left until then.
-        let mut html: Vec<&ParsedMail> = Vec::new();
-        while let Some(part) = stack.pop() {
+        let mut html: Vec<Part> = Vec::new();
+        while let Some(mut part) = stack.pop() {
             visited += 1;
             if visited > limits.max_parts {
                 break;
             }
+            if visited == 1 {
+                m.headers = std::mem::take(&mut part.headers);
+            }
             let mt = part.ctype.mimetype.to_ascii_lowercase();
             if mt.starts_with("multipart/") {
-                if part.subparts.is_empty() {
-                    // Declared multipart but no boundary found: the body is all there is.
-                    m.texts.push(raw_text(part, limits));
+                let digest = mt == "multipart/digest";
+                let mut subparts = Vec::with_capacity(part.subparts.len());
+                for raw in &part.subparts {
+                    subparts.push(
+                        Part::read(raw, digest, None)
+                            .map_err(|e| format!("unreadable MIME structure: {e}"))?,
+                    );
                 }
-                stack.extend(part.subparts.iter().rev());
+                if subparts.is_empty() {
+                    // Declared multipart but no boundary found: the body is all there is.
+                    m.texts.push(raw_text(&part, limits));
+                }
+                stack.extend(subparts.into_iter().rev());
                 continue;
             }
             match mt.as_str() {
                 "message/delivery-status" | "message/global-delivery-status" => {
-                    m.delivery_status.push(raw_text(part, limits))
+                    m.delivery_status.push(raw_text(&part, limits))
                 }
                 "message/feedback-report" => {
                     m.feedback_report
-                        .get_or_insert_with(|| raw_text(part, limits));
+                        .get_or_insert_with(|| raw_text(&part, limits));
                 }
                 "message/rfc822"
                 | "message/global"
@@ -150,24 +159,24 @@ impl Message {
                 | "message/global-headers"
                     if m.original_headers.is_none() =>
                 {
-                    let body = raw_body(part, limits);
+                    let body = raw_body(&part, limits);
                     m.original_headers = Some(parse_header_block(&body, tracking));
                     if mt.starts_with("message/") {
                         m.attached = Some(body);
                     }
                 }
                 t if t.starts_with("text/plain") || t == "text" => {
-                    m.texts.push(decoded_text(part, limits))
+                    m.texts.push(decoded_text(&part, limits))
                 }
                 "text/html" => html.push(part),
                 // a part without a usable Content-Type (broken MIME) is read as text
-                "" => m.texts.push(decoded_text(part, limits)),
+                "" => m.texts.push(decoded_text(&part, limits)),
                 _ => {}
             }
         }
         if m.texts.is_empty() {
             m.texts = html
-                .into_iter()
+                .iter()
                 .map(|part| strip_html(&decoded_text(part, limits)))
                 .collect();
         }
@@ -181,17 +190,175 @@ impl Message {
     }
 
     fn headers_only(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
-        let (headers, end) =
-            mailparse::parse_headers(bytes).map_err(|e| format!("unreadable headers: {e}"))?;
+        let mut headers = Vec::new();
+        let end = scan_headers(bytes, |key, at| {
+            if is_wanted(key, tracking) {
+                headers.extend(decode_header(&bytes[at..]));
+            }
+        })
+        .map_err(|e| format!("unreadable headers: {e}"))?;
         let body = bytes.get(end..).unwrap_or_default();
         let body = &body[..body.len().min(limits.max_part_bytes)];
         Ok(Message {
-            headers: collect_headers(&headers, tracking),
+            headers,
             texts: vec![String::from_utf8_lossy(body).into_owned()],
             content_type: "text/plain".into(),
             ..Message::default()
         })
     }
+}
+
+/// One MIME entity, read the way mailparse reads it (same header and
+/// boundary rules), but without decoding the headers nobody reads or
+/// parsing the parts nobody visits: a bounce's Received lines and a
+/// returned original's body are most of its bytes.
+struct Part<'a> {
+    ctype: mailparse::ParsedContentType,
+    /// Content-Transfer-Encoding, lowercased.
+    encoding: Option<String>,
+    /// The wanted headers, when asked for (the top level).
+    headers: Vec<(String, String)>,
+    body: &'a [u8],
+    /// Raw bytes of each part of a multipart body.
+    subparts: Vec<&'a [u8]>,
+}
+
+impl<'a> Part<'a> {
+    fn read(raw: &'a [u8], in_digest: bool, wanted: Option<&str>) -> Result<Self, &'static str> {
+        let mut content_type = None;
+        let mut encoding = None;
+        let mut headers = Vec::new();
+        let body_start = scan_headers(raw, |key, at| {
+            if content_type.is_none() && key.eq_ignore_ascii_case(b"content-type") {
+                content_type = decode_header(&raw[at..]).map(|(_, v)| v);
+            } else if encoding.is_none() && key.eq_ignore_ascii_case(b"content-transfer-encoding") {
+                encoding = decode_header(&raw[at..]).map(|(_, v)| v.to_lowercase());
+            }
+            if let Some(tracking) = wanted {
+                if is_wanted(key, tracking) {
+                    headers.extend(decode_header(&raw[at..]));
+                }
+            }
+        })?;
+        let ctype = match content_type {
+            Some(v) => mailparse::parse_content_type(&v),
+            None if in_digest => mailparse::parse_content_type("message/rfc822"),
+            None => mailparse::ParsedContentType::default(),
+        };
+        let mut part = Part {
+            body: &raw[body_start..],
+            ctype,
+            encoding,
+            headers,
+            subparts: Vec::new(),
+        };
+        if part.ctype.mimetype.starts_with("multipart/") && raw.len() > body_start {
+            if let Some(b) = part.ctype.params.get("boundary") {
+                let boundary = format!("--{b}");
+                if let Some(body_end) =
+                    split_multipart(raw, body_start, boundary.as_bytes(), &mut part.subparts)
+                {
+                    part.body = &raw[body_start..body_end];
+                }
+            }
+        }
+        Ok(part)
+    }
+
+    fn body(&self) -> mailparse::body::Body<'_> {
+        mailparse::body::Body::new(self.body, &self.ctype, &self.encoding)
+    }
+}
+
+/// Splits a multipart body at `boundary` lines into `parts`; returns where
+/// the preamble ends, or None when the boundary never occurs.
+fn split_multipart<'a>(
+    raw: &'a [u8],
+    body_start: usize,
+    boundary: &[u8],
+    parts: &mut Vec<&'a [u8]>,
+) -> Option<usize> {
+    let first = find_line_prefix(raw, body_start, boundary)?;
+    let mut boundary_end = first + boundary.len();
+    while let Some(part_start) =
+        memchr::memchr(b'\n', &raw[boundary_end..]).map(|i| boundary_end + i + 1)
+    {
+        let next = find_line_prefix(raw, part_start, boundary);
+        let part_end = next.map_or(raw.len(), |x| strip_trailing_newline(raw, part_start, x));
+        parts.push(&raw[part_start..part_end]);
+        boundary_end = next.map_or(raw.len(), |x| x + boundary.len());
+        if boundary_end + 2 > raw.len() || raw[boundary_end..].starts_with(b"--") {
+            break;
+        }
+    }
+    Some(strip_trailing_newline(raw, body_start, first))
+}
+
+/// First `key` at or after `from` that starts a line (or stands at `from`).
+fn find_line_prefix(raw: &[u8], from: usize, key: &[u8]) -> Option<usize> {
+    memchr::memmem::find_iter(&raw[from..], key)
+        .map(|i| from + i)
+        .find(|&i| i == from || raw[i - 1] == b'\n')
+}
+
+/// The newline just before a boundary belongs to the boundary.
+fn strip_trailing_newline(raw: &[u8], start: usize, mut end: usize) -> usize {
+    if end > start && raw[end - 1] == b'\n' {
+        end -= 1;
+        if end > start && raw[end - 1] == b'\r' {
+            end -= 1;
+        }
+    }
+    end
+}
+
+/// Walks a header block, calling `each(name, offset)` per header, and
+/// returns where the body starts. The rules are mailparse's, so a header
+/// decoded later with `mailparse::parse_header` spans the same bytes: a
+/// header runs to the first newline not followed by a space or tab; a line
+/// without a colon is a header with no value; the block ends at an empty line.
+fn scan_headers(raw: &[u8], mut each: impl FnMut(&[u8], usize)) -> Result<usize, &'static str> {
+    let mut ix = 0;
+    while ix < raw.len() {
+        match raw[ix] {
+            b'\n' => return Ok(ix + 1),
+            b'\r' if raw.get(ix + 1) == Some(&b'\n') => return Ok(ix + 2),
+            b'\r' => return Err("headers were followed by a lone CR"),
+            b' ' => return Err("a header starts with a space"),
+            _ => {}
+        }
+        let rest = &raw[ix..];
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            each(key_of(rest), ix);
+            return Ok(raw.len());
+        };
+        let key = key_of(&rest[..nl]);
+        each(key, ix);
+        let mut end = nl + 1;
+        if key.len() < nl {
+            // folded continuation lines belong to this header
+            while matches!(rest.get(end), Some(b' ' | b'\t')) {
+                end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
+            }
+        }
+        ix += end;
+    }
+    Ok(raw.len())
+}
+
+/// The name of a header line: what stands before its colon, or the whole line.
+fn key_of(line: &[u8]) -> &[u8] {
+    match memchr::memchr(b':', line) {
+        Some(c) => &line[..c],
+        None => line,
+    }
+}
+
+/// One header, decoded (RFC 2047 words, folding) by mailparse.
+fn decode_header(at: &[u8]) -> Option<(String, String)> {
+    mailparse::parse_header(at)
+        .ok()
+        .map(|(h, _)| (h.get_key_ref().to_ascii_lowercase(), h.get_value()))
 }
 
 /// The text from the first `Final-Recipient:` block's paragraph on, when a
@@ -228,16 +395,6 @@ pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
-}
-
-fn collect_headers(h: &[mailparse::MailHeader], tracking: &str) -> Vec<(String, String)> {
-    h.iter()
-        .filter_map(|x| {
-            let k = x.get_key_ref();
-            let wanted = is_wanted(k.as_bytes(), tracking);
-            wanted.then(|| (k.to_ascii_lowercase(), x.get_value()))
-        })
-        .collect()
 }
 
 /// Headers of an embedded message or header block, tolerant of junk before
@@ -284,32 +441,38 @@ pub fn first_header<'a>(block: &'a [(String, String)], name: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
-fn raw_body(part: &ParsedMail, limits: &Limits) -> Vec<u8> {
-    // a body whose transfer encoding is broken is read as it stands
-    let mut b = part
-        .get_body_raw()
-        .unwrap_or_else(|_| match part.get_body_encoded() {
-            mailparse::body::Body::Base64(b) | mailparse::body::Body::QuotedPrintable(b) => {
-                b.get_raw().to_vec()
-            }
-            mailparse::body::Body::SevenBit(b) | mailparse::body::Body::EightBit(b) => {
-                b.get_raw().to_vec()
-            }
-            mailparse::body::Body::Binary(b) => b.get_raw().to_vec(),
-        });
+fn raw_body(part: &Part, limits: &Limits) -> Vec<u8> {
+    use mailparse::body::Body;
+    let mut b = match part.body() {
+        Body::QuotedPrintable(b) => decode_quoted_printable(b.get_raw()),
+        // a body whose transfer encoding is broken is read as it stands
+        Body::Base64(b) => b.get_decoded().unwrap_or_else(|_| b.get_raw().to_vec()),
+        Body::SevenBit(b) | Body::EightBit(b) => b.get_raw().to_vec(),
+        Body::Binary(b) => b.get_raw().to_vec(),
+    };
     b.truncate(limits.max_part_bytes);
     b
 }
 
-fn raw_text(part: &ParsedMail, limits: &Limits) -> String {
+fn raw_text(part: &Part, limits: &Limits) -> String {
     String::from_utf8_lossy(&raw_body(part, limits)).into_owned()
 }
 
-fn decoded_text(part: &ParsedMail, limits: &Limits) -> String {
-    let mut s = match part.get_body() {
-        Ok(s) => s,
-        Err(_) => raw_text(part, limits),
+/// A text part decoded (transfer encoding, then charset, as mailparse does).
+fn decoded_text(part: &Part, limits: &Limits) -> String {
+    use mailparse::body::Body;
+    let text = match part.body() {
+        Body::QuotedPrintable(b) => {
+            let bytes = decode_quoted_printable(b.get_raw());
+            Body::new(&bytes, &part.ctype, &None).get_body_text()
+        }
+        Body::Base64(b) => match b.get_decoded() {
+            Ok(bytes) => Body::new(&bytes, &part.ctype, &None).get_body_text(),
+            Err(_) => None,
+        },
+        body => body.get_body_text(),
     };
+    let mut s = text.unwrap_or_else(|| raw_text(part, limits));
     if s.len() > limits.max_part_bytes {
         let mut cut = limits.max_part_bytes;
         while !s.is_char_boundary(cut) {
@@ -318,6 +481,92 @@ fn decoded_text(part: &ParsedMail, limits: &Limits) -> String {
         s.truncate(cut);
     }
     s
+}
+
+trait BodyText {
+    /// The body as text in its charset; None for an undecodable encoding.
+    fn get_body_text(&self) -> Option<String>;
+}
+
+impl BodyText for mailparse::body::Body<'_> {
+    fn get_body_text(&self) -> Option<String> {
+        use mailparse::body::Body;
+        match self {
+            Body::Base64(b) | Body::QuotedPrintable(b) => b.get_decoded_as_string().ok(),
+            Body::SevenBit(b) | Body::EightBit(b) => b.get_as_string().ok(),
+            Body::Binary(b) => b.get_as_string().ok(),
+        }
+    }
+}
+
+/// Quoted-printable, decoded leniently the way mailparse's decoder does in
+/// its robust mode (bytes outside printable ASCII dropped, trailing
+/// whitespace ignored, broken escapes kept as they stand, lines joined by
+/// CRLF), without its per-character detour through a `String`.
+pub fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+    let allowed = |c: u8| matches!(c, b'\t' | b'\r' | b'\n' | b' '..=b'~');
+    let filtered: Cow<[u8]> = if input.iter().all(|&c| allowed(c)) {
+        Cow::Borrowed(input)
+    } else {
+        Cow::Owned(input.iter().copied().filter(|&c| allowed(c)).collect())
+    };
+    let data = &filtered[..];
+    let mut out = Vec::with_capacity(data.len());
+    // the previous line ended plainly: its line break is owed
+    let mut pending_break = false;
+    let mut pos = 0;
+    while pos < data.len() {
+        let nl = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+        let mut line = &data[pos..nl];
+        pos = nl + 1;
+        while let [rest @ .., b' ' | b'\t' | b'\r'] = line {
+            line = rest;
+        }
+        if pending_break {
+            out.extend_from_slice(b"\r\n");
+        }
+        pending_break = decode_qp_line(line, &mut out);
+    }
+    if pending_break && data.last() == Some(&b'\n') {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Decodes one line; false when it ends in a soft line break (`=`).
+fn decode_qp_line(line: &[u8], out: &mut Vec<u8>) -> bool {
+    let mut i = 0;
+    while i < line.len() {
+        let Some(eq) = memchr::memchr(b'=', &line[i..]).map(|e| i + e) else {
+            out.extend_from_slice(&line[i..]);
+            return true;
+        };
+        out.extend_from_slice(&line[i..eq]);
+        match (line.get(eq + 1), line.get(eq + 2)) {
+            (None, _) => return false,
+            (Some(&u), None) => {
+                out.extend_from_slice(&[b'=', u]);
+                return true;
+            }
+            (Some(&u), Some(&l)) => {
+                match (hex_value(u), hex_value(l)) {
+                    (Some(h), Some(lo)) => out.push(h << 4 | lo),
+                    _ => out.extend_from_slice(&[b'=', u, l]),
+                }
+                i = eq + 3;
+            }
+        }
+    }
+    true
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 fn strip_html(html: &str) -> String {
@@ -409,4 +658,81 @@ pub fn header_values<'a>(
         .iter()
         .filter(move |(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference_qp(input: &[u8]) -> Vec<u8> {
+        quoted_printable::decode(input, quoted_printable::ParseMode::Robust)
+            .expect("robust mode never fails")
+    }
+
+    #[test]
+    fn quoted_printable_matches_mailparse_on_edge_cases() {
+        for case in [
+            &b""[..],
+            b"\n",
+            b"a=\nb",
+            b"a=\r\nb\r\n",
+            b"caf=C3=A9 =3d=3D\n",
+            b"trailing  \t\nspace",
+            b"broken =ZZ escape=",
+            b"=4",
+            b"half =4\nline",
+            b"==41=\n",
+            b"8bit \xc3\xa9 dropped\n",
+            b"lone\rcr\n\n\n",
+        ] {
+            assert_eq!(
+                decode_quoted_printable(case),
+                reference_qp(case),
+                "{case:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quoted_printable_matches_mailparse(
+            input in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'='), Just(b'\n'), Just(b'\r'), Just(b' '), Just(b'\t'),
+                    Just(b'A'), Just(b'f'), Just(b'3'), Just(b'z'), any::<u8>()
+                ],
+                0..200,
+            )
+        ) {
+            prop_assert_eq!(decode_quoted_printable(&input), reference_qp(&input));
+        }
+    }
+
+    #[test]
+    fn headers_split_like_mailparse() {
+        let raw = b"Received: from a\n\tby b\nX-No-Colon\nSubject: hi\n there\nTo: x@y.z\n\nbody";
+        let mut seen = Vec::new();
+        let end = scan_headers(raw, |k, at| seen.push((k.to_vec(), at))).expect("headers");
+        let (parsed, body) = mailparse::parse_headers(raw).expect("mailparse");
+        assert_eq!(end, body);
+        assert_eq!(seen.len(), parsed.len());
+        for ((k, at), h) in seen.iter().zip(&parsed) {
+            assert_eq!(k.as_slice(), h.get_key().as_bytes());
+            let (again, _) = mailparse::parse_header(&raw[*at..]).expect("header");
+            assert_eq!(again.get_value(), h.get_value());
+        }
+    }
+
+    #[test]
+    fn multipart_split_like_mailparse() {
+        let raw = b"Content-Type: multipart/report; boundary=\"b\"\n\npreamble\n--b\nContent-Type: text/plain\n\none\n--b\r\nContent-Type: message/delivery-status\n\ntwo\r\n--b--\nepilogue\n";
+        let part = Part::read(raw, false, Some("x-inmail-id")).expect("part");
+        let parsed = mailparse::parse_mail(raw).expect("mailparse");
+        assert_eq!(part.body, parsed.get_body_raw().expect("body").as_slice());
+        assert_eq!(part.subparts.len(), parsed.subparts.len());
+        for (ours, theirs) in part.subparts.iter().zip(&parsed.subparts) {
+            assert_eq!(*ours, theirs.raw_bytes);
+        }
+    }
 }
