@@ -8,7 +8,7 @@ use crate::model::{Action, Category, EmailAddress};
 /// A blank line is returned as the pseudo field `("", "")` so callers can see groups.
 pub fn parse_fields(body: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for line in body.lines() {
+    for line in super::lines(body) {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if out.last().is_some_and(|(k, _)| !k.is_empty()) {

@@ -191,9 +191,9 @@ impl Message {
 
     fn headers_only(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
         let mut headers = Vec::new();
-        let end = scan_headers(bytes, |key, at| {
+        let end = scan_headers(bytes, |key, header| {
             if is_wanted(key, tracking) {
-                headers.extend(decode_header(&bytes[at..]));
+                headers.push(decode_header(header));
             }
         })
         .map_err(|e| format!("unreadable headers: {e}"))?;
@@ -228,15 +228,15 @@ impl<'a> Part<'a> {
         let mut content_type = None;
         let mut encoding = None;
         let mut headers = Vec::new();
-        let body_start = scan_headers(raw, |key, at| {
+        let body_start = scan_headers(raw, |key, header| {
             if content_type.is_none() && key.eq_ignore_ascii_case(b"content-type") {
-                content_type = decode_header(&raw[at..]).map(|(_, v)| v);
+                content_type = Some(decode_header(header).1);
             } else if encoding.is_none() && key.eq_ignore_ascii_case(b"content-transfer-encoding") {
-                encoding = decode_header(&raw[at..]).map(|(_, v)| v.to_lowercase());
+                encoding = Some(decode_header(header).1.to_lowercase());
             }
             if let Some(tracking) = wanted {
                 if is_wanted(key, tracking) {
-                    headers.extend(decode_header(&raw[at..]));
+                    headers.push(decode_header(header));
                 }
             }
         })?;
@@ -278,12 +278,13 @@ fn split_multipart<'a>(
     boundary: &[u8],
     parts: &mut Vec<&'a [u8]>,
 ) -> Option<usize> {
-    let first = find_line_prefix(raw, body_start, boundary)?;
+    let finder = memchr::memmem::Finder::new(boundary);
+    let first = find_line_prefix(raw, body_start, &finder)?;
     let mut boundary_end = first + boundary.len();
     while let Some(part_start) =
         memchr::memchr(b'\n', &raw[boundary_end..]).map(|i| boundary_end + i + 1)
     {
-        let next = find_line_prefix(raw, part_start, boundary);
+        let next = find_line_prefix(raw, part_start, &finder);
         let part_end = next.map_or(raw.len(), |x| strip_trailing_newline(raw, part_start, x));
         parts.push(&raw[part_start..part_end]);
         boundary_end = next.map_or(raw.len(), |x| x + boundary.len());
@@ -295,8 +296,8 @@ fn split_multipart<'a>(
 }
 
 /// First `key` at or after `from` that starts a line (or stands at `from`).
-fn find_line_prefix(raw: &[u8], from: usize, key: &[u8]) -> Option<usize> {
-    memchr::memmem::find_iter(&raw[from..], key)
+fn find_line_prefix(raw: &[u8], from: usize, key: &memchr::memmem::Finder) -> Option<usize> {
+    key.find_iter(&raw[from..])
         .map(|i| from + i)
         .find(|&i| i == from || raw[i - 1] == b'\n')
 }
@@ -312,12 +313,15 @@ fn strip_trailing_newline(raw: &[u8], start: usize, mut end: usize) -> usize {
     end
 }
 
-/// Walks a header block, calling `each(name, offset)` per header, and
-/// returns where the body starts. The rules are mailparse's, so a header
-/// decoded later with `mailparse::parse_header` spans the same bytes: a
-/// header runs to the first newline not followed by a space or tab; a line
-/// without a colon is a header with no value; the block ends at an empty line.
-fn scan_headers(raw: &[u8], mut each: impl FnMut(&[u8], usize)) -> Result<usize, &'static str> {
+/// Walks a header block, calling `each(name, header)` per header with its
+/// bytes (continuation lines included), and returns where the body starts.
+/// The rules are mailparse's: a header runs to the first newline not followed
+/// by a space or tab; a line without a colon is a header with no value; the
+/// block ends at an empty line.
+fn scan_headers<'a>(
+    raw: &'a [u8],
+    mut each: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<usize, &'static str> {
     let mut ix = 0;
     while ix < raw.len() {
         match raw[ix] {
@@ -328,37 +332,85 @@ fn scan_headers(raw: &[u8], mut each: impl FnMut(&[u8], usize)) -> Result<usize,
             _ => {}
         }
         let rest = &raw[ix..];
-        let Some(nl) = memchr::memchr(b'\n', rest) else {
-            each(key_of(rest), ix);
-            return Ok(raw.len());
-        };
-        let key = key_of(&rest[..nl]);
-        each(key, ix);
-        let mut end = nl + 1;
-        if key.len() < nl {
-            // folded continuation lines belong to this header
-            while matches!(rest.get(end), Some(b' ' | b'\t')) {
-                end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
-            }
-        }
+        let end = header_end(rest);
+        each(key_of(&rest[..end]), &rest[..end]);
         ix += end;
     }
     Ok(raw.len())
 }
 
-/// The name of a header line: what stands before its colon, or the whole line.
-fn key_of(line: &[u8]) -> &[u8] {
+/// Length of the header that starts `rest`, its continuation lines included.
+fn header_end(rest: &[u8]) -> usize {
+    let Some(nl) = memchr::memchr(b'\n', rest) else {
+        return rest.len();
+    };
+    let mut end = nl + 1;
+    if memchr::memchr(b':', &rest[..nl]).is_some() {
+        while matches!(rest.get(end), Some(b' ' | b'\t')) {
+            end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
+        }
+    }
+    end
+}
+
+/// The name of a header: what stands before the colon on its first line, or
+/// that whole line (without its newline).
+fn key_of(header: &[u8]) -> &[u8] {
+    let line = match memchr::memchr(b'\n', header) {
+        Some(nl) => &header[..nl],
+        None => header,
+    };
     match memchr::memchr(b':', line) {
         Some(c) => &line[..c],
         None => line,
     }
 }
 
-/// One header, decoded (RFC 2047 words, folding) by mailparse.
-fn decode_header(at: &[u8]) -> Option<(String, String)> {
-    mailparse::parse_header(at)
-        .ok()
-        .map(|(h, _)| (h.get_key_ref().to_ascii_lowercase(), h.get_value()))
+/// One header (its bytes as [`header_end`] delimits them), name lowercased
+/// and value decoded exactly as mailparse's `get_value` does: unfolded, RFC
+/// 2047 words decoded, UTF-8 or else Latin-1. Values without an encoded word,
+/// nearly all of them, are unfolded here without its tokenizer.
+fn decode_header(header: &[u8]) -> (String, String) {
+    let key = key_of(header);
+    let name = match std::str::from_utf8(key) {
+        Ok(k) if k.is_ascii() => k.to_ascii_lowercase(),
+        _ => key
+            .iter()
+            .map(|&b| char::from(b.to_ascii_lowercase()))
+            .collect(),
+    };
+    let mut value = &header[key.len().min(header.len())..];
+    if value.first() == Some(&b':') {
+        value = &value[1..];
+        while let [b' ', rest @ ..] = value {
+            value = rest;
+        }
+        while let [rest @ .., b'\r' | b'\n'] = value {
+            value = rest;
+        }
+    } else {
+        value = b"";
+    }
+    if memchr::memchr_iter(b'=', value).any(|i| value.get(i + 1) == Some(&b'?')) {
+        if let Ok((h, _)) = mailparse::parse_header(header) {
+            return (name, h.get_value());
+        }
+    }
+    let text = match std::str::from_utf8(value) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => Cow::Owned(value.iter().map(|&b| char::from(b)).collect::<String>()),
+    };
+    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+        return (name, text.trim_start().to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in super::lines(&text).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(line.trim_start());
+    }
+    (name, out)
 }
 
 /// The text from the first `Final-Recipient:` block's paragraph on, when a
@@ -421,11 +473,10 @@ pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<(String, String)> 
             };
             let key = &line[..colon];
             if is_wanted(key, tracking) {
-                if let Ok((h, consumed)) = mailparse::parse_header(rest) {
-                    out.push((h.get_key().to_ascii_lowercase(), h.get_value()));
-                    pos += consumed.max(1);
-                    continue;
-                }
+                let end = header_end(rest);
+                out.push(decode_header(&rest[..end]));
+                pos += end.max(1);
+                continue;
             }
         }
         pos += line_end;
@@ -709,18 +760,46 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn headers_decode_like_mailparse(
+            body in proptest::collection::vec(0usize..13, 0..12),
+            key in "[A-Za-z-]{0,8}",
+        ) {
+            let mut raw = key.into_bytes();
+            raw.extend_from_slice(b": ");
+            const PIECES: [&[u8]; 13] = [
+                b"\n ", b"\r\n\t", b"\r", b" ", b"=?", b"?=", b"=?utf-8?q?caf=C3=A9?=",
+                b"=?iso-8859-1?b?6Q==?=", b"word", b"<a@b.c>", b"\xe9", b"\xc3\xa9", b":",
+            ];
+            for i in body {
+                raw.extend_from_slice(PIECES[i]);
+            }
+            raw.extend_from_slice(b"\nNext: x\n");
+            let end = header_end(&raw);
+            let (h, consumed) = mailparse::parse_header(&raw).expect("mailparse");
+            prop_assert_eq!(end, consumed);
+            prop_assert_eq!(
+                decode_header(&raw[..end]),
+                (h.get_key().to_ascii_lowercase(), h.get_value())
+            );
+        }
+    }
+
     #[test]
     fn headers_split_like_mailparse() {
         let raw = b"Received: from a\n\tby b\nX-No-Colon\nSubject: hi\n there\nTo: x@y.z\n\nbody";
         let mut seen = Vec::new();
-        let end = scan_headers(raw, |k, at| seen.push((k.to_vec(), at))).expect("headers");
+        let end = scan_headers(raw, |k, h| seen.push((k, h))).expect("headers");
         let (parsed, body) = mailparse::parse_headers(raw).expect("mailparse");
         assert_eq!(end, body);
         assert_eq!(seen.len(), parsed.len());
-        for ((k, at), h) in seen.iter().zip(&parsed) {
-            assert_eq!(k.as_slice(), h.get_key().as_bytes());
-            let (again, _) = mailparse::parse_header(&raw[*at..]).expect("header");
-            assert_eq!(again.get_value(), h.get_value());
+        for ((k, header), h) in seen.iter().zip(&parsed) {
+            assert_eq!(*k, h.get_key().as_bytes());
+            assert_eq!(
+                decode_header(header),
+                (h.get_key().to_lowercase(), h.get_value())
+            );
         }
     }
 

@@ -34,6 +34,29 @@ fn rx(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
+/// `s.lines()` (split at `\n`, a `\r` before it dropped, no empty last
+/// line) by memchr: the analysis splits every text into lines, most short.
+pub(crate) fn lines(s: &str) -> impl Iterator<Item = &str> + '_ {
+    lines_inclusive(s).map(|l| {
+        let l = l.strip_suffix('\n').unwrap_or(l);
+        l.strip_suffix('\r').unwrap_or(l)
+    })
+}
+
+/// `s.split_inclusive('\n')` by memchr.
+pub(crate) fn lines_inclusive(s: &str) -> impl Iterator<Item = &str> + '_ {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', rest.as_bytes()).map_or(rest.len(), |i| i + 1);
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
+}
+
 /// Bounds on the work spent on one message.
 #[derive(Debug, Clone)]
 pub struct Limits {

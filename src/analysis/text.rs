@@ -214,7 +214,7 @@ pub fn find_original_marker(t: &str) -> Option<(usize, usize)> {
         .find_iter(t)
         .map(|m| (m.start(), m.end()))
         .find(|&(start, _)| {
-            let line_start = t[..start].rfind('\n').map_or(0, |i| i + 1);
+            let line_start = memchr::memrchr(b'\n', &t.as_bytes()[..start]).map_or(0, |i| i + 1);
             t[line_start..start].bytes().all(|b| {
                 b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
             })
@@ -241,7 +241,7 @@ fn header_block_start(t: &str) -> Option<usize> {
     let mut run = 0;
     let mut run_start = 0;
     let mut pos = 0;
-    for line in t.split_inclusive('\n') {
+    for line in super::lines_inclusive(t) {
         let l = line.trim_end();
         // cheap pre-check: a header line starts with a capital and has a colon early
         let maybe_header = l.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
@@ -267,7 +267,8 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
     for (i, t) in msg.texts.iter().enumerate() {
         let mut start = None;
         if let Some((_, end)) = msg.original_marker(i) {
-            let after = t[end..].find('\n').map(|i| end + i + 1).unwrap_or(t.len());
+            let after =
+                memchr::memchr(b'\n', &t.as_bytes()[end..]).map_or(t.len(), |i| end + i + 1);
             start = Some(after);
         }
         let from = start.unwrap_or(0);
@@ -318,19 +319,18 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 }
 
 fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
-    let with_at = || region.lines().filter(|l| l.contains('@'));
+    let with_at = || super::lines(region).filter(|l| memchr::memchr(b'@', l.as_bytes()).is_some());
     let excluded_line = |l: &str| EXCLUDED_LINE.is_match(l) && !l.contains("RCPT");
     // An address named once as a contact or a sender ("please contact
     // <support@...>") is not a recipient where the text names it again.
     let mut named_otherwise: Vec<EmailAddress> = excluded.to_vec();
     for line in with_at().filter(|l| excluded_line(l)) {
-        named_otherwise
-            .extend(headers::address_spans(line).filter_map(|m| m.as_str().parse().ok()));
+        named_otherwise.extend(headers::address_spans(line).filter_map(|m| m.parse().ok()));
     }
     let mut out: Vec<EmailAddress> = Vec::new();
     for line in with_at().filter(|l| !excluded_line(l)) {
         for m in headers::address_spans(line) {
-            let Ok(a) = m.as_str().parse::<EmailAddress>() else {
+            let Ok(a) = m.parse::<EmailAddress>() else {
                 continue;
             };
             if SERVICE_LOCAL.is_match(a.local_part())
@@ -348,7 +348,7 @@ fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddre
 /// The lines of `region` that explain `address`: each line naming it, with
 /// the lines that follow until a blank line or another address.
 pub fn block_for(region: &str, address: &str) -> Option<String> {
-    let lines: Vec<&str> = region.lines().collect();
+    let lines: Vec<&str> = super::lines(region).collect();
     blocks(&lines, address, &[])
 }
 
@@ -450,6 +450,28 @@ fn contains_ci(hay: &str, needle_lower: &str) -> bool {
 }
 
 fn push_collapsed(out: &mut String, line: &str) {
+    if line.is_ascii() {
+        // the words `split_whitespace` finds, without decoding characters
+        let b = line.as_bytes();
+        let space = |c: u8| matches!(c, b'\t'..=b'\r' | b' ');
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && space(b[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < b.len() && !space(b[i]) {
+                i += 1;
+            }
+            if start < i {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(&line[start..i]);
+            }
+        }
+        return;
+    }
     for w in line.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
@@ -504,7 +526,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         truncate_chars(&mut c, 4 * MAX_DIAGNOSTIC);
         c.into()
     };
-    let lines: Vec<&str> = region.lines().collect();
+    let lines: Vec<&str> = super::lines(&region).collect();
     if rcpts.is_empty() && signals.strong() {
         // A report that names nobody: the original's recipient is the one who failed.
         if let Some(to) = msg.original().and_then(|h| mime::first_header(h, "to")) {
