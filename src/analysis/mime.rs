@@ -174,7 +174,7 @@ impl Message {
                 _ => {}
             }
         }
-        if m.texts.is_empty() {
+        if m.texts.is_empty() && !diagnosed(&m.delivery_status) {
             m.texts = html
                 .iter()
                 .map(|part| strip_html(&decoded_text(part, limits)))
@@ -206,6 +206,28 @@ impl Message {
             ..Message::default()
         })
     }
+}
+
+/// Every recipient of the delivery-status parts has its own Diagnostic-Code.
+/// The human part then adds nothing the rules need, and when it is HTML only
+/// (AOL sends 60 KB of it) decoding and stripping it is most of the work.
+fn diagnosed(reports: &[String]) -> bool {
+    let count = |needle: &str| {
+        reports
+            .iter()
+            .map(|r| {
+                let mut n = 0;
+                let mut from = 0;
+                while let Some(i) = find_ci(&r[from..], needle) {
+                    n += 1;
+                    from += i + needle.len();
+                }
+                n
+            })
+            .sum::<usize>()
+    };
+    let recipients = count("final-recipient:");
+    recipients > 0 && count("diagnostic-code:") >= recipients
 }
 
 /// One MIME entity, read the way mailparse reads it (same header and
