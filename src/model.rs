@@ -47,6 +47,15 @@ impl EmailAddress {
     pub fn key(&self) -> String {
         self.0.to_lowercase()
     }
+    /// `self.key() == other.key()`, without building either key when both
+    /// are ASCII.
+    pub fn same_key(&self, other: &EmailAddress) -> bool {
+        if self.0.is_ascii() && other.0.is_ascii() {
+            self.0.eq_ignore_ascii_case(&other.0)
+        } else {
+            self.key() == other.key()
+        }
+    }
 }
 
 impl FromStr for EmailAddress {
@@ -73,6 +82,25 @@ impl FromStr for EmailAddress {
             || domain.contains("..")
         {
             return Err(bad());
+        }
+        if t.is_ascii() {
+            // the checks below, byte by byte: on ASCII, whitespace other than
+            // the space is a control character and alphanumerics are ASCII ones
+            let b = t.as_bytes();
+            if b.iter()
+                .any(|&c| c.is_ascii_control() || matches!(c, b' ' | b'<' | b'>' | b','))
+                || !domain
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+            {
+                return Err(bad());
+            }
+            let mut out = String::with_capacity(t.len());
+            out.push_str(local);
+            out.push('@');
+            out.push_str(domain);
+            out[local.len() + 1..].make_ascii_lowercase();
+            return Ok(EmailAddress(out));
         }
         if t.chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
@@ -463,4 +491,51 @@ pub struct OriginalRef {
     /// The raw VERP local-part token when it was signed (`bounces+TOKEN@`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verp_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The character-by-character checks the ASCII fast path stands in for.
+    fn by_chars(t: &str) -> bool {
+        let domain = t.rsplit_once('@').map_or("", |(_, d)| d);
+        !t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+    }
+
+    proptest! {
+        #[test]
+        fn ascii_addresses_parse_as_by_characters(s in "[a-cA-C0-9@.<>,;:'\"\\[\\]_\\- \t\x0b\x0c\x01\x7f]{0,20}") {
+            let parsed = s.parse::<EmailAddress>();
+            if let Ok(a) = &parsed {
+                prop_assert!(by_chars(a.as_str()));
+                prop_assert_eq!(a.domain(), a.domain().to_lowercase());
+            }
+            // a well-formed candidate the fast path rejected would show here
+            let t = s.trim().trim_start_matches('<').trim_end_matches('>').trim()
+                .trim_matches(|c| c == '"' || c == '\'').trim_end_matches(['.', ',', ';', ':']);
+            if parsed.is_err() && by_chars(t) {
+                let ok_shape = t.rsplit_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty() && !d.is_empty() && (d.contains('.') || d.starts_with('[') || d == "localhost")
+                        && !d.starts_with('.') && !d.ends_with('.') && !d.contains("..")
+                }) && t.len() >= 3;
+                prop_assert!(!ok_shape, "{t:?} rejected");
+            }
+        }
+    }
+
+    #[test]
+    fn same_key_ignores_case() {
+        let a: EmailAddress = "Kim@Example.ORG".parse().expect("address");
+        let b: EmailAddress = "kim@example.org".parse().expect("address");
+        let c: EmailAddress = "Ünal@example.org".parse().expect("address");
+        let d: EmailAddress = "ünal@example.org".parse().expect("address");
+        assert!(a.same_key(&b) && c.same_key(&d) && !a.same_key(&c));
+        assert_eq!(a.as_str(), "Kim@example.org");
+    }
 }

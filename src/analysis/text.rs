@@ -334,8 +334,8 @@ fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddre
                 continue;
             };
             if SERVICE_LOCAL.is_match(a.local_part())
-                || named_otherwise.iter().any(|e| e.key() == a.key())
-                || out.iter().any(|o| o.key() == a.key())
+                || named_otherwise.iter().any(|e| e.same_key(&a))
+                || out.iter().any(|o| o.same_key(&a))
             {
                 continue;
             }
@@ -533,7 +533,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             rcpts.extend(
                 headers::all_addresses(to)
                     .into_iter()
-                    .filter(|a| !excluded.iter().any(|e| e.key() == a.key()))
+                    .filter(|a| !excluded.iter().any(|e| e.same_key(a)))
                     .take(1),
             );
         }
