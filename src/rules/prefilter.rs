@@ -250,19 +250,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod tmp_probe {
-    #[test]
-    fn probe() {
-        let rs = super::super::RuleSet::default_set();
-        let p = rs.prefilter.as_ref().unwrap();
-        for (i, r) in rs.rules().iter().enumerate() {
-            let n = p.owner.iter().filter(|&&o| o == i).count();
-            eprintln!(
-                "{:3} {:40} {:?} lits={}",
-                r.priority, r.id, p.found_by[i], n
-            );
-        }
-        eprintln!("total literals {}", p.owner.len());
-    }
-}
