@@ -89,9 +89,10 @@ impl FromStr for EmailAddress {
             let b = t.as_bytes();
             if b.iter()
                 .any(|&c| c.is_ascii_control() || matches!(c, b' ' | b'<' | b'>' | b','))
-                || !domain
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+                || !domain.bytes().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+                })
             {
                 return Err(bad());
             }

@@ -34,6 +34,52 @@ fn rx(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
+/// A case-insensitive pattern of ASCII phrases, run on an ASCII-lowercased
+/// copy of the text. With `(?i)` the regex crate finds no literal to scan
+/// for (every phrase has too many case variants) and walks its DFA over
+/// every byte; lowercase literals on lowercase text give it a vectorised
+/// prefilter. Lowercasing ASCII keeps every byte offset, so positions found
+/// in the copy are positions in the text. The pattern's letters must be ASCII
+/// (or caseless, like CJK): others would lose their case folding.
+pub(crate) struct Phrases(regex::Regex);
+
+impl Phrases {
+    /// `pattern` as written for `(?i)`; its letters are lowercased here
+    /// (not the escapes: `\S` stays `\S`).
+    pub(crate) fn new(pattern: &str) -> Result<Self, regex::Error> {
+        let pattern = pattern.strip_prefix("(?i)").unwrap_or(pattern);
+        let mut lower = String::with_capacity(pattern.len());
+        let mut escaped = false;
+        for c in pattern.chars() {
+            lower.push(if escaped { c } else { c.to_ascii_lowercase() });
+            escaped = !escaped && c == '\\';
+        }
+        rx(&lower).map(Self)
+    }
+    pub(crate) fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(&ascii_lower(text))
+    }
+    /// Every match's `(start, end)` in `text`.
+    pub(crate) fn find_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        self.0
+            .find_iter(&ascii_lower(text))
+            .map(|m| (m.start(), m.end()))
+            .collect()
+    }
+    /// The regex itself, for a text already lowercased.
+    pub(crate) fn on_lowercase(&self) -> &regex::Regex {
+        &self.0
+    }
+}
+
+pub(crate) fn ascii_lower(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// `s.lines()` (split at `\n`, a `\r` before it dropped, no empty last
 /// line) by memchr: the analysis splits every text into lines, most short.
 pub(crate) fn lines(s: &str) -> impl Iterator<Item = &str> + '_ {

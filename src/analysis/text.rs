@@ -14,8 +14,8 @@ const MAX_DIAGNOSTIC: usize = 1000;
 /// Lines that may follow an address line as part of its explanation.
 const MAX_BLOCK_LINES: usize = 8;
 
-static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+static ORIGINAL_MARKER: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(concat!(
         r"(?i)(?:below this line is a copy of the message|this is a copy of the message|",
         r"a copy of the original message|(?:the )?original message (?:follows|headers?)|",
         r"original message\s*[\-=_*]{2,}|returned message|unsent message follows|",
@@ -38,13 +38,13 @@ static STATUS: LazyLock<Regex> =
     LazyLock::new(|| super::rx(r"[245]\.\d{1,3}\.\d{1,3}").expect("status regex"));
 static REPLY: LazyLock<Regex> = LazyLock::new(|| super::rx(r"[245][0-5]\d").expect("reply regex"));
 
-static TEMPORARY: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
+static TEMPORARY: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
         .expect("temporary regex")
 });
 
-static EXCLUDED_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
+static EXCLUDED_LINE: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
         .expect("excluded line regex")
 });
 
@@ -97,8 +97,8 @@ pub fn first_status(s: &str) -> Option<EnhancedStatus> {
         .find_map(|m| m.as_str().parse().ok())
 }
 
-static SMTP_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+static SMTP_COMMAND: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(concat!(
         r"(?i)(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
         r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
         r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
@@ -127,13 +127,15 @@ fn command_named(mention: &str) -> crate::model::SmtpCommand {
 /// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
-    if !SMTP_COMMAND.is_match(s) {
+    let lower = super::ascii_lower(s);
+    let commands = SMTP_COMMAND.on_lowercase();
+    if !commands.is_match(&lower) {
         return None;
     }
     let reply_at = reply_code_at(s).map(|(p, _)| p);
     let mut best: Option<(usize, crate::model::SmtpCommand)> = None;
     let mut last = None;
-    for m in SMTP_COMMAND.find_iter(s) {
+    for m in commands.find_iter(&lower) {
         let cmd = command_named(m.as_str());
         last = Some(cmd);
         let Some(p) = reply_at else { continue };
@@ -211,8 +213,8 @@ pub fn report_text(msg: &mime::Message) -> String {
 /// sentence are prose. Kept out of the regex so its literal prefilter works.
 pub fn find_original_marker(t: &str) -> Option<(usize, usize)> {
     ORIGINAL_MARKER
-        .find_iter(t)
-        .map(|m| (m.start(), m.end()))
+        .find_spans(t)
+        .into_iter()
         .find(|&(start, _)| {
             let line_start = memchr::memrchr(b'\n', &t.as_bytes()[..start]).map_or(0, |i| i + 1);
             t[line_start..start].bytes().all(|b| {
@@ -301,15 +303,18 @@ fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
     ex
 }
 
-static RECIPIENT_LIST: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
+static RECIPIENT_LIST: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
         .expect("recipient list regex")
 });
 
 fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
     // A report that announces its list of failed addresses is read from there:
     // what comes before is a summary of the original (its To: may differ).
-    if let Some(m) = RECIPIENT_LIST.find(region) {
+    if let Some(m) = RECIPIENT_LIST
+        .on_lowercase()
+        .find(&super::ascii_lower(region))
+    {
         let after = collect_candidates(&region[m.start()..], excluded);
         if !after.is_empty() {
             return after;
@@ -320,7 +325,13 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 
 fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
     let with_at = || super::lines(region).filter(|l| memchr::memchr(b'@', l.as_bytes()).is_some());
-    let excluded_line = |l: &str| EXCLUDED_LINE.is_match(l) && !l.contains("RCPT");
+    let lower = super::ascii_lower(region);
+    let excluded_line = |l: &str| {
+        // the same line in the lowercased copy: same offsets
+        let at = l.as_ptr() as usize - region.as_ptr() as usize;
+        let lower_line = lower.get(at..at + l.len()).unwrap_or(l);
+        EXCLUDED_LINE.on_lowercase().is_match(lower_line) && !l.contains("RCPT")
+    };
     // An address named once as a contact or a sender ("please contact
     // <support@...>") is not a recipient where the text names it again.
     let mut named_otherwise: Vec<EmailAddress> = excluded.to_vec();
@@ -581,8 +592,8 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     }
 }
 
-static FAILURE_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
+static FAILURE_PHRASE: LazyLock<super::Phrases> = LazyLock::new(|| {
+    super::Phrases::new(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
         .expect("failure phrase regex")
 });
 
