@@ -54,12 +54,19 @@ const WANTED_HEADERS: &[&str] = &[
 ];
 
 /// Whether the analysis reads a header. Most headers of a bounce are
-/// Received and X- lines it never reads: the length check rejects them cheaply.
+/// Received and X- lines it never reads: one lowercase copy on the stack and
+/// a length-dispatched comparison reject them cheaply.
 fn is_wanted(key: &[u8], tracking: &str) -> bool {
-    key.eq_ignore_ascii_case(tracking.as_bytes())
-        || WANTED_HEADERS
-            .iter()
-            .any(|w| w.len() == key.len() && key.eq_ignore_ascii_case(w.as_bytes()))
+    const LONGEST: usize = 26;
+    if key.len() > LONGEST {
+        return key.eq_ignore_ascii_case(tracking.as_bytes());
+    }
+    let mut buf = [0u8; LONGEST];
+    let lower = &mut buf[..key.len()];
+    lower.copy_from_slice(key);
+    lower.make_ascii_lowercase();
+    let lower = &*lower;
+    lower == tracking.as_bytes() || WANTED_HEADERS.iter().any(|w| w.as_bytes() == lower)
 }
 
 impl Message {

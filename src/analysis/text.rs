@@ -533,7 +533,13 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     };
     let context: Arc<str> = {
         let mut c = String::new();
-        push_collapsed(&mut c, &region);
+        // a long report is collapsed only as far as the context keeps
+        for line in super::lines_inclusive(&region) {
+            push_collapsed(&mut c, line);
+            if c.len() >= 4 * MAX_DIAGNOSTIC {
+                break;
+            }
+        }
         truncate_chars(&mut c, 4 * MAX_DIAGNOSTIC);
         c.into()
     };
