@@ -18,9 +18,14 @@
 //! literals occurs.
 //!
 //! The literals come from the rule's syntax tree restricted to ASCII and
-//! folded to lowercase, and are searched ASCII-case-insensitively. That is
-//! sound only on an ASCII text (Unicode case folding maps `ſ` to `s` and the
-//! Kelvin sign to `k`), so any other text goes to the set.
+//! folded to lowercase, and are searched ASCII-case-insensitively. For a rule
+//! written in ASCII that is sound on any text without `ſ` or the Kelvin sign
+//! (the only characters Unicode case folding maps onto ASCII letters): the
+//! characters its literals can stand for are then exactly the ASCII ones,
+//! and whatever non-ASCII text a match spans lies past its literal, where
+//! the verifying search reads it. A rule with non-ASCII characters of its
+//! own is searched whole on a non-ASCII text; a text holding `ſ` or the
+//! Kelvin sign goes to the set.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::meta::Regex;
@@ -38,6 +43,9 @@ pub(super) struct Prefilter {
     found_by: Vec<FoundBy>,
     /// Each rule on its own, same syntax as the set.
     singles: Vec<Regex>,
+    /// The rule's pattern has non-ASCII characters: its literals do not
+    /// cover them.
+    non_ascii: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +66,7 @@ impl Prefilter {
         let mut owner = Vec::new();
         let mut found_by = Vec::with_capacity(patterns.len());
         let mut singles = Vec::with_capacity(patterns.len());
+        let non_ascii = patterns.iter().map(|p| !p.is_ascii()).collect();
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .case_insensitive(true)
@@ -113,18 +122,20 @@ impl Prefilter {
             owner,
             found_by,
             singles,
+            non_ascii,
         })
     }
 
     /// The first rule (priority order) that matches `text` and that `eligible`
-    /// accepts; `None` from the outer `Option` when the text is not ASCII and
-    /// the prefilter cannot answer.
+    /// accepts; `None` from the outer `Option` when the text holds a character
+    /// that folds onto an ASCII letter and the prefilter cannot answer.
     pub(super) fn first_match(
         &self,
         text: &str,
         eligible: impl Fn(usize) -> bool,
     ) -> Option<Option<usize>> {
-        if !text.is_ascii() {
+        let ascii = text.is_ascii();
+        if !ascii && text.contains(['\u{17F}', '\u{212A}']) {
             return None;
         }
         // (rule, where one of its literals starts), every occurrence:
@@ -140,6 +151,9 @@ impl Prefilter {
         let found = (0..self.singles.len()).find(|&i| {
             let at = || starts.iter().filter(move |(rule, _)| *rule == i);
             let rule = &self.singles[i];
+            if !ascii && self.non_ascii[i] {
+                return eligible(i) && rule.is_match(whole());
+            }
             match self.found_by[i] {
                 FoundBy::Prefix => {
                     at().next().is_some()
@@ -229,11 +243,20 @@ mod tests {
             "nothing to see here".into(),
             "meſſage too large".into(),
             "Boîte pleine".into(),
+            "Boîte pleine — mailbox full".into(),
+            "550 «user unknown» ça n'existe pas".into(),
+            "Unknown user ⟨kim@example.org⟩, try KELVIN \u{212A}".into(),
+            "„Postfach voll“: quota exceeded".into(),
             "unable to deliver your message to x for 5 days".into(),
             String::new(),
         ];
         for r in rs.rules() {
             texts.push(format!("xx {} yy", r.id.replace('-', " ")));
+            texts.push(format!("« {} » déjà", r.id.replace('-', " ")));
+        }
+        // the corpus's own diagnostics, with and without accents
+        for t in texts.clone() {
+            texts.push(format!("{t} — é"));
         }
         let set_answer = |t: &str| {
             rs.set
