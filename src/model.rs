@@ -72,14 +72,16 @@ impl FromStr for EmailAddress {
         if t.len() > MAX_ADDRESS_LEN || t.len() < 3 {
             return Err(bad());
         }
-        let (local, domain) = t.rsplit_once('@').ok_or_else(bad)?;
+        let at = memchr::memrchr(b'@', t.as_bytes()).ok_or_else(bad)?;
+        let (local, domain) = (&t[..at], &t[at + 1..]);
+        let d = domain.as_bytes();
         if local.is_empty()
-            || domain.is_empty()
+            || d.is_empty()
             || local.len() > 64 * 4
-            || !domain.contains('.') && !domain.starts_with('[') && domain != "localhost"
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || domain.contains("..")
+            || memchr::memchr(b'.', d).is_none() && d[0] != b'[' && domain != "localhost"
+            || d[0] == b'.'
+            || d[d.len() - 1] == b'.'
+            || d.windows(2).any(|w| w == b"..")
         {
             return Err(bad());
         }

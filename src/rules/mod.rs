@@ -293,7 +293,7 @@ impl RuleSet {
             category: rule.category,
             rule: rule.id.clone(),
             qualified: true,
-            explanation: format!("rule {} matched {from}: /{}/", rule.id, rule.pattern),
+            explanation: format!("rule {} matched {from}", rule.id),
         })
     }
 
