@@ -9,6 +9,10 @@ use inmail::analysis::Analyzer;
 use inmail::rules::RuleSet;
 use std::path::PathBuf;
 
+/// The allocator the `inmail` binary runs with (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn corpus() -> Vec<Vec<u8>> {
     let dirs: Vec<PathBuf> = match std::env::var_os("INMAIL_BENCH_DIR") {
         Some(d) => vec![d.into()],

@@ -59,13 +59,6 @@ impl Phrases {
     pub(crate) fn is_match(&self, text: &str) -> bool {
         self.0.is_match(&ascii_lower(text))
     }
-    /// Every match's `(start, end)` in `text`.
-    pub(crate) fn find_spans(&self, text: &str) -> Vec<(usize, usize)> {
-        self.0
-            .find_iter(&ascii_lower(text))
-            .map(|m| (m.start(), m.end()))
-            .collect()
-    }
     /// The regex itself, for a text already lowercased.
     pub(crate) fn on_lowercase(&self) -> &regex::Regex {
         &self.0

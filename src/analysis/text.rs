@@ -212,9 +212,11 @@ pub fn report_text(msg: &mime::Message) -> String {
 /// line (after decoration such as `----- `): the same words inside a
 /// sentence are prose. Kept out of the regex so its literal prefilter works.
 pub fn find_original_marker(t: &str) -> Option<(usize, usize)> {
+    let lower = super::ascii_lower(t);
     ORIGINAL_MARKER
-        .find_spans(t)
-        .into_iter()
+        .on_lowercase()
+        .find_iter(&lower)
+        .map(|m| (m.start(), m.end()))
         .find(|&(start, _)| {
             let line_start = memchr::memrchr(b'\n', &t.as_bytes()[..start]).map_or(0, |i| i + 1);
             t[line_start..start].bytes().all(|b| {
