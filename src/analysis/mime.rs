@@ -61,6 +61,19 @@ fn is_wanted(key: &[u8], tracking: &str) -> bool {
     if key.len() > LONGEST {
         return key.eq_ignore_ascii_case(tracking.as_bytes());
     }
+    // lengths of the wanted names, as bits: most headers are rejected here
+    const LENGTHS: u32 = {
+        let mut mask = 0u32;
+        let mut i = 0;
+        while i < WANTED_HEADERS.len() {
+            mask |= 1 << WANTED_HEADERS[i].len();
+            i += 1;
+        }
+        mask
+    };
+    if LENGTHS & (1 << key.len()) == 0 && key.len() != tracking.len() {
+        return false;
+    }
     let mut buf = [0u8; LONGEST];
     let lower = &mut buf[..key.len()];
     lower.copy_from_slice(key);
