@@ -271,15 +271,22 @@ impl<'a> Part<'a> {
         let mut encoding = None;
         let mut headers = Vec::new();
         let body_start = scan_headers(raw, |key, header| {
-            if content_type.is_none() && key.eq_ignore_ascii_case(b"content-type") {
-                content_type = Some(decode_header(header).1);
-            } else if encoding.is_none() && key.eq_ignore_ascii_case(b"content-transfer-encoding") {
-                encoding = Some(decode_header(header).1.to_lowercase());
+            let first_type = content_type.is_none() && key.eq_ignore_ascii_case(b"content-type");
+            let first_encoding =
+                encoding.is_none() && key.eq_ignore_ascii_case(b"content-transfer-encoding");
+            let kept = wanted.is_some_and(|tracking| is_wanted(key, tracking));
+            if !(first_type || first_encoding || kept) {
+                return;
             }
-            if let Some(tracking) = wanted {
-                if is_wanted(key, tracking) {
-                    headers.push(decode_header(header));
-                }
+            // decoded once, whoever needs it
+            let decoded = decode_header(header);
+            if first_type {
+                content_type = Some(decoded.1.clone());
+            } else if first_encoding {
+                encoding = Some(decoded.1.to_lowercase());
+            }
+            if kept {
+                headers.push(decoded);
             }
         })?;
         let ctype = match content_type {

@@ -326,22 +326,25 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 }
 
 fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
-    let with_at = || super::lines(region).filter(|l| memchr::memchr(b'@', l.as_bytes()).is_some());
+    // Lowercasing ASCII keeps line boundaries, so the copy's lines pair up
+    // with the region's; each line with an address is classified once.
     let lower = super::ascii_lower(region);
-    let excluded_line = |l: &str| {
-        // the same line in the lowercased copy: same offsets
-        let at = l.as_ptr() as usize - region.as_ptr() as usize;
-        let lower_line = lower.get(at..at + l.len()).unwrap_or(l);
-        EXCLUDED_LINE.on_lowercase().is_match(lower_line) && !l.contains("RCPT")
-    };
+    let with_at: Vec<(&str, bool)> = super::lines(region)
+        .zip(super::lines(&lower))
+        .filter(|(l, _)| memchr::memchr(b'@', l.as_bytes()).is_some())
+        .map(|(l, low)| {
+            let excluded = EXCLUDED_LINE.on_lowercase().is_match(low) && !l.contains("RCPT");
+            (l, excluded)
+        })
+        .collect();
     // An address named once as a contact or a sender ("please contact
     // <support@...>") is not a recipient where the text names it again.
     let mut named_otherwise: Vec<EmailAddress> = excluded.to_vec();
-    for line in with_at().filter(|l| excluded_line(l)) {
+    for (line, _) in with_at.iter().filter(|(_, excluded)| *excluded) {
         named_otherwise.extend(headers::address_spans(line).filter_map(|m| m.parse().ok()));
     }
     let mut out: Vec<EmailAddress> = Vec::new();
-    for line in with_at().filter(|l| !excluded_line(l)) {
+    for (line, _) in with_at.iter().filter(|(_, excluded)| !*excluded) {
         for m in headers::address_spans(line) {
             let Ok(a) = m.parse::<EmailAddress>() else {
                 continue;
