@@ -58,6 +58,33 @@ impl EmailAddress {
     }
 }
 
+/// A control character, a space, `<`, `>` or `,`: never in an address.
+const FORBIDDEN_BYTE: u8 = 1;
+/// An ASCII alphanumeric or `.-_[]:`: what a domain may hold.
+const DOMAIN_BYTE: u8 = 2;
+/// Part of a non-ASCII character: checked by `char`s instead.
+const NON_ASCII: u8 = 4;
+
+static ADDRESS_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        table[i] = if !c.is_ascii() {
+            NON_ASCII
+        } else if c.is_ascii_control() || matches!(c, b' ' | b'<' | b'>' | b',') {
+            FORBIDDEN_BYTE
+        } else if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        {
+            DOMAIN_BYTE
+        } else {
+            0
+        };
+        i += 1;
+    }
+    table
+};
+
 impl FromStr for EmailAddress {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -85,17 +112,22 @@ impl FromStr for EmailAddress {
         {
             return Err(bad());
         }
-        if t.is_ascii() {
-            // the checks below, byte by byte: on ASCII, whitespace other than
-            // the space is a control character and alphanumerics are ASCII ones
-            let b = t.as_bytes();
-            if b.iter()
-                .any(|&c| c.is_ascii_control() || matches!(c, b' ' | b'<' | b'>' | b','))
-                || !domain.bytes().all(|c| {
-                    c.is_ascii_alphanumeric()
-                        || matches!(c, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-                })
-            {
+        // One pass over the bytes with a class table: an analysis parses
+        // every address-like span of a bounce, most of them short.
+        let (mut seen, mut all) = (0u8, DOMAIN_BYTE);
+        for &c in local.as_bytes() {
+            seen |= ADDRESS_BYTES[usize::from(c)];
+        }
+        for &c in d {
+            let class = ADDRESS_BYTES[usize::from(c)];
+            seen |= class;
+            all &= class;
+        }
+        if seen & NON_ASCII == 0 {
+            // on ASCII, whitespace other than the space is a control
+            // character and alphanumerics are ASCII ones: the table is the
+            // checks below
+            if seen & FORBIDDEN_BYTE != 0 || all & DOMAIN_BYTE == 0 {
                 return Err(bad());
             }
             let mut out = String::with_capacity(t.len());

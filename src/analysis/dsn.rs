@@ -3,22 +3,58 @@
 
 use super::{headers, mime::Message, text, Analysis, RecipientReport};
 use crate::model::{Action, Category, EmailAddress};
+use std::borrow::Cow;
+
+/// One `Name: value` field: the name lowercased, the value trimmed and
+/// unfolded. Both borrow from the report unless they had to change.
+pub type Field<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// Field names the analysis reads, spelled as it compares them: a report's
+/// names are capitalised, and matching them here spares a lowercase copy each.
+const KNOWN_FIELDS: &[&str] = &[
+    "final-recipient",
+    "original-recipient",
+    "x-actual-recipient",
+    "action",
+    "status",
+    "diagnostic-code",
+    "remote-mta",
+    "last-attempt-date",
+    "reporting-mta",
+    "arrival-date",
+    "feedback-type",
+    "original-rcpt-to",
+    "removal-recipient",
+    "original-mail-from",
+];
+
+fn field_name(k: &str) -> Cow<'_, str> {
+    if let Some(known) = KNOWN_FIELDS.iter().find(|n| n.eq_ignore_ascii_case(k)) {
+        return Cow::Borrowed(known);
+    }
+    if k.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(k.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(k)
+    }
+}
 
 /// Header-style fields (`Name: value`, continuation lines folded), names lowercased.
 /// A blank line is returned as the pseudo field `("", "")` so callers can see groups.
-pub fn parse_fields(body: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
+    let mut out: Vec<Field<'_>> = Vec::new();
     for line in super::lines(body) {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if out.last().is_some_and(|(k, _)| !k.is_empty()) {
-                out.push((String::new(), String::new()));
+                out.push((Cow::Borrowed(""), Cow::Borrowed("")));
             }
             continue;
         }
         if line.starts_with([' ', '\t']) {
             if let Some((k, v)) = out.last_mut() {
                 if !k.is_empty() {
+                    let v = v.to_mut();
                     v.push(' ');
                     v.push_str(line.trim());
                 }
@@ -28,7 +64,7 @@ pub fn parse_fields(body: &str) -> Vec<(String, String)> {
         if let Some((k, v)) = line.split_once(':') {
             let k = k.trim();
             if !k.is_empty() && k.len() < 64 && !k.contains(' ') {
-                out.push((k.to_ascii_lowercase(), v.trim().to_string()));
+                out.push((field_name(k), Cow::Borrowed(v.trim())));
             }
         }
     }
@@ -97,7 +133,7 @@ fn parse_one(body: &str, a: &mut Analysis) {
 }
 
 /// One group of fields: per-message fields, or one recipient's.
-fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
+fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
     let addr = [
         "final-recipient",
         "original-recipient",
@@ -112,9 +148,9 @@ fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
     });
     let Some(addr) = addr else {
         for (k, v) in block {
-            match k.as_str() {
+            match k.as_ref() {
                 "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
-                "arrival-date" => a.arrival_date = Some(v.clone()),
+                "arrival-date" => a.arrival_date = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -122,7 +158,7 @@ fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
     };
     let mut r = RecipientReport::new(addr);
     for (k, v) in block {
-        match k.as_str() {
+        match k.as_ref() {
             "final-recipient" => {}
             "original-recipient" => r.original_recipient = Some(strip_type(v).to_string()),
             "action" => r.action = v.split_whitespace().next().and_then(|w| w.parse().ok()),
@@ -134,10 +170,10 @@ fn recipient_block(block: &[(String, String)], a: &mut Analysis) {
                 }
             }
             "remote-mta" => r.remote_mta = Some(strip_type(v).to_string()),
-            "last-attempt-date" => r.last_attempt = Some(v.clone()),
+            "last-attempt-date" => r.last_attempt = Some(v.to_string()),
             "reporting-mta" => a.reporting_mta = Some(strip_type(v).to_string()),
-            "arrival-date" => a.arrival_date = Some(v.clone()),
-            _ => r.extra_fields.push((k.clone(), v.clone())),
+            "arrival-date" => a.arrival_date = Some(v.to_string()),
+            _ => r.extra_fields.push((k.to_string(), v.to_string())),
         }
     }
     a.recipients.push(r);

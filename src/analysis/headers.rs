@@ -253,7 +253,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
         report_fields
             .iter()
             .filter(|(k, _)| k == "original-mail-from")
-            .map(|(_, v)| v.as_str()),
+            .map(|(_, v)| v.as_ref()),
     );
     sources.extend(
         orig.into_iter()

@@ -383,7 +383,7 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
     let fields = dsn::parse_fields(report);
     let mut addrs: Vec<EmailAddress> = Vec::new();
     for (k, v) in &fields {
-        match k.as_str() {
+        match k.as_ref() {
             "feedback-type" => a.feedback_type = Some(v.trim().to_ascii_lowercase()),
             "original-rcpt-to" | "removal-recipient" => {
                 if let Some(ad) = headers::first_address(v) {

@@ -267,7 +267,7 @@ fn header_block_start(t: &str) -> Option<usize> {
 }
 
 /// Headers of an original message copied inline after the report text.
-pub fn inline_original(msg: &mime::Message) -> Option<Vec<(String, String)>> {
+pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header>> {
     for (i, t) in msg.texts.iter().enumerate() {
         let mut start = None;
         if let Some((_, end)) = msg.original_marker(i) {
