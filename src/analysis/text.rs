@@ -34,10 +34,6 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("header line regex")
 });
 
-static STATUS: LazyLock<Regex> =
-    LazyLock::new(|| super::rx(r"[245]\.\d{1,3}\.\d{1,3}").expect("status regex"));
-static REPLY: LazyLock<Regex> = LazyLock::new(|| super::rx(r"[245][0-5]\d").expect("reply regex"));
-
 static TEMPORARY: LazyLock<super::Phrases> = LazyLock::new(|| {
     super::Phrases::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
         .expect("temporary regex")
@@ -70,10 +66,6 @@ fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> b
     before_ok && after_ok
 }
 
-static REPLY_THEN_STATUS: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})").expect("reply+status regex")
-});
-
 /// The RFC 3463 enhanced status code of a text: the one a remote server gave
 /// next to its reply code (`550 5.1.1`, `550-'5.7.1`) if any, else the first.
 pub fn find_status(s: &str) -> Option<EnhancedStatus> {
@@ -82,45 +74,121 @@ pub fn find_status(s: &str) -> Option<EnhancedStatus> {
 
 /// The enhanced status code a server gave right after its reply code.
 pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
-    REPLY_THEN_STATUS
-        .captures_iter(s)
-        .filter_map(|c| c.get(1))
-        .filter(|m| boundary_ok(s, m.start(), m.end(), true))
-        .find_map(|m| m.as_str().parse().ok())
+    codes::reply_then_status(s.as_bytes())
+        .filter(|&(start, end)| boundary_ok(s, start, end, true))
+        .find_map(|(start, end)| s[start..end].parse().ok())
 }
 
 /// The first enhanced status code in a text, wherever it stands.
 pub fn first_status(s: &str) -> Option<EnhancedStatus> {
-    STATUS
-        .find_iter(s)
-        .filter(|m| boundary_ok(s, m.start(), m.end(), true))
-        .find_map(|m| m.as_str().parse().ok())
+    codes::statuses(s.as_bytes())
+        .filter(|&(start, end)| boundary_ok(s, start, end, true))
+        .find_map(|(start, end)| s[start..end].parse().ok())
 }
 
-static SMTP_COMMAND: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(concat!(
-        r"(?i)(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
-        r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
-        r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
-    ))
-    .expect("smtp command regex")
+/// Phrases naming the SMTP command a server answered, lowercase, in the
+/// order they are tried at one position. A regex alternation of them with an
+/// optional "in reply to (the )" before walked its lazy DFA over every byte of
+/// a report; as plain literals they are found by a vectorised scan, and the
+/// few conditions a literal cannot say are checked around each match.
+const SMTP_COMMAND_PHRASES: &[&str] = &[
+    "end of data",
+    "data command",
+    ">>> data",
+    "final data",
+    "our data",
+    "after data",
+    "rcpt to",
+    "does not like recipient",
+    "our rcpt",
+    "has rejected address",
+    "mail from",
+    "sender was rejected",
+    "our mail from",
+    "helo",
+    "ehlo",
+    "refused to talk to me",
+    "initial greeting",
+    "initial connection",
+    "during connect",
+];
+
+/// What may stand before a phrase as part of its mention, longest first.
+const IN_REPLY_TO: [&str; 2] = ["in reply to the ", "in reply to "];
+
+static SMTP_COMMAND: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(SMTP_COMMAND_PHRASES)
+        .expect("smtp command phrases")
 });
 
-/// Which command a mention of [`SMTP_COMMAND`] names (a plain search, no captures: cheap).
-fn command_named(mention: &str) -> crate::model::SmtpCommand {
+/// Which command a phrase of [`SMTP_COMMAND_PHRASES`] names.
+fn command_named(phrase: &str) -> crate::model::SmtpCommand {
     use crate::model::SmtpCommand as C;
-    let m = mention.to_ascii_lowercase();
-    if m.contains("data") {
+    if phrase.contains("data") {
         C::Data
-    } else if m.contains("rcpt") || m.contains("recipient") || m.contains("address") {
+    } else if phrase.contains("rcpt") || phrase.contains("recipient") || phrase.contains("address")
+    {
         C::RcptTo
-    } else if m.contains("mail from") || m.contains("sender") {
+    } else if phrase.contains("mail from") || phrase.contains("sender") {
         C::MailFrom
-    } else if m.contains("helo") || m.contains("ehlo") {
+    } else if phrase.contains("helo") || phrase.contains("ehlo") {
         C::Helo
     } else {
         C::Connect
     }
+}
+
+/// A mention of an SMTP command in a lowercased text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mention {
+    /// Where it starts, "in reply to" included.
+    start: usize,
+    /// "in reply to ...": the command comes after the reply it names.
+    in_reply: bool,
+    command: crate::model::SmtpCommand,
+}
+
+/// Every mention, left to right and not overlapping, as the regex
+/// `(?:in reply to (?:the )?)?(?:end of data|...|after data\b|...|\b(?:helo|ehlo)\b|...)`
+/// finds them: no two phrases can match at one position, so a phrase whose
+/// word boundary fails leaves its position to the next one.
+fn smtp_mentions(lower: &str) -> impl Iterator<Item = Mention> + '_ {
+    let b = lower.as_bytes();
+    let word = |i: usize| {
+        b.get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    // where the search resumes, and where the last mention ended: a prefix
+    // may not reach back into it
+    let (mut from, mut region) = (0, 0);
+    std::iter::from_fn(move || {
+        while from < b.len() {
+            let m = SMTP_COMMAND.find(aho_corasick::Input::new(b).range(from..))?;
+            let (start, end) = (m.start(), m.end());
+            let phrase = SMTP_COMMAND_PHRASES[m.pattern().as_usize()];
+            let bounded = match phrase {
+                "after data" => !word(end),
+                "helo" | "ehlo" => !(start.checked_sub(1).is_some_and(word) || word(end)),
+                _ => true,
+            };
+            if !bounded {
+                from = start + 1;
+                continue;
+            }
+            let prefix = IN_REPLY_TO
+                .iter()
+                .find(|p| start >= region + p.len() && b[..start].ends_with(p.as_bytes()));
+            (from, region) = (end, end);
+            return Some(Mention {
+                start: prefix.map_or(start, |p| start - p.len()),
+                in_reply: prefix.is_some(),
+                command: command_named(phrase),
+            });
+        }
+        None
+    })
 }
 
 /// The SMTP command a failure answered, from the words around it: the mention
@@ -128,28 +196,21 @@ fn command_named(mention: &str) -> crate::model::SmtpCommand {
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
     let lower = super::ascii_lower(s);
-    let commands = SMTP_COMMAND.on_lowercase();
-    if !commands.is_match(&lower) {
-        return None;
-    }
+    let mut mentions = smtp_mentions(&lower).peekable();
+    mentions.peek()?;
     let reply_at = reply_code_at(s).map(|(p, _)| p);
     let mut best: Option<(usize, crate::model::SmtpCommand)> = None;
     let mut last = None;
-    for m in commands.find_iter(&lower) {
-        let cmd = command_named(m.as_str());
-        last = Some(cmd);
+    for m in mentions {
+        last = Some(m.command);
         let Some(p) = reply_at else { continue };
-        let in_reply = m
-            .as_str()
-            .get(..8)
-            .is_some_and(|x| x.eq_ignore_ascii_case("in reply"));
-        let distance = match in_reply {
-            true if m.start() > p => m.start() - p,
-            false if m.start() < p => p - m.start(),
+        let distance = match m.in_reply {
+            true if m.start > p => m.start - p,
+            false if m.start < p => p - m.start,
             _ => continue,
         };
         if best.is_none_or(|(d, _)| distance < d) {
-            best = Some((distance, cmd));
+            best = Some((distance, m.command));
         }
     }
     // with a known reply, a command named only after it is the next step of the dialogue
@@ -163,10 +224,11 @@ pub fn find_reply_code(s: &str) -> Option<ReplyCode> {
 }
 
 fn reply_code_at(s: &str) -> Option<(usize, ReplyCode)> {
-    REPLY.find_iter(s).find_map(|m| {
-        let b = s.as_bytes();
-        let before_ok = m.start() == 0 || {
-            let c = b[m.start() - 1];
+    let b = s.as_bytes();
+    codes::replies(b).find_map(|start| {
+        let end = start + 3;
+        let before_ok = start == 0 || {
+            let c = b[start - 1];
             matches!(
                 c,
                 b' ' | b'\t'
@@ -182,16 +244,139 @@ fn reply_code_at(s: &str) -> Option<(usize, ReplyCode)> {
                     | b'>'
             )
         };
-        let after_ok = m.end() >= b.len()
+        let after_ok = end >= b.len()
             || matches!(
-                b[m.end()],
+                b[end],
                 b' ' | b'-' | b'\t' | b'\n' | b'\r' | b')' | b',' | b';' | b':' | b']' | b'"'
             );
         if !(before_ok && after_ok) {
             return None;
         }
-        m.as_str().parse().ok().map(|c| (m.start(), c))
+        s[start..end].parse().ok().map(|c| (start, c))
     })
+}
+
+/// Where the text's SMTP codes are, found by hand: these searches run over
+/// every report and diagnostic, and as regexes (`[245][0-5]\d`, a class with
+/// no literal to scan for) their DFA walked every byte. Each finds what
+/// the regex in its comment finds, leftmost first and without overlaps
+/// (checked against it by property tests).
+mod codes {
+    /// Where a `[245]\.\d{1,3}\.\d{1,3}` match at `at` ends.
+    fn status_at(b: &[u8], at: usize) -> Option<usize> {
+        if !matches!(b.get(at), Some(b'2' | b'4' | b'5')) || b.get(at + 1) != Some(&b'.') {
+            return None;
+        }
+        let digits = |from: usize| {
+            b[from.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        };
+        // the subject's digits must be followed by the dot, so no fewer would do
+        let subject = digits(at + 2);
+        if !(1..=3).contains(&subject) || b.get(at + 2 + subject) != Some(&b'.') {
+            return None;
+        }
+        let detail_from = at + 3 + subject;
+        let detail = digits(detail_from).min(3);
+        (detail >= 1).then_some(detail_from + detail)
+    }
+
+    /// `[245]\.\d{1,3}\.\d{1,3}`: (start, end) of each match.
+    pub(super) fn statuses(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            // every match has a dot second: scan for the dots
+            let mut dots = memchr::memchr_iter(b'.', b.get(from + 1..)?);
+            let found = dots.find_map(|i| {
+                let start = from + i;
+                status_at(b, start).map(|end| (start, end))
+            })?;
+            from = found.1;
+            Some(found)
+        })
+    }
+
+    /// Where a `[245][0-5]\d` match at `at` ends.
+    fn reply_at(b: &[u8], at: usize) -> Option<usize> {
+        match b.get(at..at + 3)? {
+            [b'2' | b'4' | b'5', b'0'..=b'5', c] if c.is_ascii_digit() => Some(at + 3),
+            _ => None,
+        }
+    }
+
+    /// `[245][0-5]\d`: the start of each match (three bytes long).
+    pub(super) fn replies(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            let rest = b.get(from..)?;
+            let start = memchr::memchr3_iter(b'2', b'4', b'5', rest)
+                .map(|i| from + i)
+                .find(|&i| reply_at(b, i).is_some())?;
+            from = start + 3;
+            Some(start)
+        })
+    }
+
+    /// `[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})`: the status
+    /// group of each match. The reply code, the separators and the optional
+    /// quote come from disjoint byte sets, so no backtracking could change
+    /// where the status starts.
+    pub(super) fn reply_then_status(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            let rest = b.get(from..)?;
+            let found = memchr::memchr3_iter(b'2', b'4', b'5', rest)
+                .map(|i| from + i)
+                .find_map(|start| {
+                    let mut at = reply_at(b, start)?;
+                    let separators = b[at..]
+                        .iter()
+                        .take_while(|&&c| matches!(c, b' ' | b'-'))
+                        .count();
+                    if separators == 0 {
+                        return None;
+                    }
+                    at += separators;
+                    if matches!(b.get(at), Some(b'\'' | b'#' | b'(')) {
+                        at += 1;
+                    }
+                    status_at(b, at).map(|end| (at, end))
+                })?;
+            from = found.1;
+            Some(found)
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use proptest::prelude::*;
+
+        fn regex(p: &str) -> regex::Regex {
+            crate::analysis::rx(p).expect("reference regex")
+        }
+
+        proptest! {
+            #[test]
+            fn scanners_find_what_the_regexes_find(s in "[0-9 .\\-'#(a]{0,40}") {
+                let b = s.as_bytes();
+                let statuses: Vec<_> = regex(r"[245]\.\d{1,3}\.\d{1,3}")
+                    .find_iter(&s)
+                    .map(|m| (m.start(), m.end()))
+                    .collect();
+                prop_assert_eq!(super::statuses(b).collect::<Vec<_>>(), statuses);
+                let replies: Vec<_> = regex(r"[245][0-5]\d").find_iter(&s).map(|m| m.start()).collect();
+                prop_assert_eq!(super::replies(b).collect::<Vec<_>>(), replies);
+                let then: Vec<_> = regex(r"[245][0-5]\d[ \-]+['#(]?([245]\.\d{1,3}\.\d{1,3})")
+                    .captures_iter(&s)
+                    .filter_map(|c| c.get(1))
+                    .map(|m| (m.start(), m.end()))
+                    .collect();
+                prop_assert_eq!(super::reply_then_status(b).collect::<Vec<_>>(), then);
+            }
+        }
+    }
 }
 
 /// The human-readable part of a report, without the copy of the original.
@@ -470,20 +655,39 @@ fn push_collapsed(out: &mut String, line: &str) {
         // the words `split_whitespace` finds, without decoding characters
         let b = line.as_bytes();
         let space = |c: u8| matches!(c, b'\t'..=b'\r' | b' ');
-        let mut i = 0;
-        while i < b.len() {
-            while i < b.len() && space(b[i]) {
-                i += 1;
-            }
-            let start = i;
-            while i < b.len() && !space(b[i]) {
-                i += 1;
-            }
-            if start < i {
+        let start = b.iter().position(|&c| !space(c)).unwrap_or(b.len());
+        let end = b.iter().rposition(|&c| !space(c)).map_or(start, |i| i + 1);
+        let inner = &b[start..end];
+        // Most lines are words with single spaces between them already: then
+        // they are copied whole, found by two scans that vectorise.
+        static DOUBLE_SPACE: LazyLock<memchr::memmem::Finder<'static>> =
+            LazyLock::new(|| memchr::memmem::Finder::new(b"  "));
+        let control_space = inner
+            .iter()
+            .fold(false, |seen, &c| seen | matches!(c, b'\t'..=b'\r'));
+        if !control_space && DOUBLE_SPACE.find(inner).is_none() {
+            if !inner.is_empty() {
                 if !out.is_empty() {
                     out.push(' ');
                 }
-                out.push_str(&line[start..i]);
+                out.push_str(&line[start..end]);
+            }
+            return;
+        }
+        let mut i = start;
+        while i < end {
+            while i < end && space(b[i]) {
+                i += 1;
+            }
+            let word = i;
+            while i < end && !space(b[i]) {
+                i += 1;
+            }
+            if word < i {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(&line[word..i]);
             }
         }
         return;
@@ -613,4 +817,77 @@ pub fn has_smtp_evidence(a: &Analysis) -> bool {
     a.recipients.iter().any(|r| {
         r.reply_code.is_some_and(|c| c.class() >= 4) || (r.status.is_some() && !r.status_inferred)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_collapsed;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Collapsing is `split_whitespace` joined by single spaces, whichever
+        /// path a line takes.
+        #[test]
+        fn collapses_like_split_whitespace(
+            prefix in "[a b\t\r\x0b\x0c]{0,6}",
+            line in "[ab \t\r\x0b\x0c\u{a0}é]{0,24}",
+        ) {
+            let mut ours = prefix.clone();
+            push_collapsed(&mut ours, &line);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let mut expected = prefix;
+            if !words.is_empty() {
+                if !expected.is_empty() {
+                    expected.push(' ');
+                }
+                expected.push_str(&words.join(" "));
+            }
+            prop_assert_eq!(ours, expected);
+        }
+    }
+}
+
+#[cfg(test)]
+mod smtp_command_tests {
+    use super::{smtp_mentions, SMTP_COMMAND_PHRASES};
+    use proptest::prelude::*;
+
+    /// The regex the literal search stands for, as it was written.
+    fn reference(lower: &str) -> Vec<(usize, bool, crate::model::SmtpCommand)> {
+        let re = super::super::rx(concat!(
+            r"(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
+            r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
+            r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
+        ))
+        .expect("reference regex");
+        re.find_iter(lower)
+            .map(|m| {
+                let text = m.as_str();
+                let in_reply = text.starts_with("in reply");
+                let phrase = SMTP_COMMAND_PHRASES
+                    .iter()
+                    .find(|p| text.ends_with(*p))
+                    .expect("a phrase ends every match");
+                (m.start(), in_reply, super::command_named(phrase))
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn mentions_are_the_regex_matches(
+            pieces in proptest::collection::vec(0usize..16, 0..14),
+        ) {
+            const PIECES: [&str; 16] = [
+                "in reply to ", "the ", "data command", "after data", "after datax",
+                "helo", "ehlo", "xhelo", "rcpt to", "mail from", "our ", " ", "_",
+                "initial greeting", "end of data", "in reply",
+            ];
+            let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let ours: Vec<_> = smtp_mentions(&text)
+                .map(|m| (m.start, m.in_reply, m.command))
+                .collect();
+            prop_assert_eq!(ours, reference(&text));
+        }
+    }
 }
