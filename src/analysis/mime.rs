@@ -632,7 +632,9 @@ fn raw_body(part: &Part, limits: &Limits) -> Vec<u8> {
 }
 
 fn raw_text(part: &Part, limits: &Limits) -> String {
-    String::from_utf8_lossy(&raw_body(part, limits)).into_owned()
+    // valid UTF-8 (nearly always) keeps its buffer instead of being copied
+    String::from_utf8(raw_body(part, limits))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A text part decoded (transfer encoding, then charset, as mailparse does).
