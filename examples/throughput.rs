@@ -1,5 +1,11 @@
 //! Parse + qualify every message of the folders given, N times, and print
-//! messages/s: a quick profiling target (`perf record`, callgrind).
+//! messages/s: a quick profiling target (`perf record`, callgrind) and the
+//! training run of `scripts/pgo.sh`.
+
+/// The allocator the `inmail` binary runs with (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let rounds: usize = std::env::var("ROUNDS")

@@ -5,6 +5,7 @@
 # The one-thread parse + qualify figure is `cargo bench --bench qualify`.
 #
 #   scripts/bench-qualify.sh              # COPIES=30 RUNS=5
+#   PGO=1 scripts/bench-qualify.sh        # inmail built by scripts/pgo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +18,13 @@ for d in ../shared/corpus/bounces ../shared/corpus/unlabelled-bounces; do
 done
 [ ${#src[@]} -gt 0 ] || src=(tests/fixtures/bounces)
 
-cargo build --release --quiet --bin inmail
-inmail="$TARGET_DIR/release/inmail"
+if [ -n "${PGO:-}" ]; then
+    scripts/pgo.sh build --release --quiet --bin inmail
+    inmail="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release/inmail"
+else
+    cargo build --release --quiet --bin inmail
+    inmail="$TARGET_DIR/release/inmail"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq 1 "$COPIES"); do

@@ -10,6 +10,7 @@
 # 50,000 messages/s target is a ratio of 27.
 #
 #   scripts/bench-relative.sh            # ROUNDS=5: five alternating rounds
+#   PGO=1 scripts/bench-relative.sh      # inmail built by scripts/pgo.sh
 #
 # flufl.bounce is installed from PyPI into target/bench-venv on first use.
 set -euo pipefail
@@ -27,7 +28,13 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import flufl.bounce' 
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet flufl.bounce
 fi
-cargo build --release --quiet --example throughput
+if [ -n "${PGO:-}" ]; then
+    scripts/pgo.sh build --release --quiet --example throughput
+    bin="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release/examples/throughput"
+else
+    cargo build --release --quiet --example throughput
+    bin="$TARGET_DIR/release/examples/throughput"
+fi
 
 flufl() {
     "$venv/bin/python" - "$@" <<'PY'
@@ -54,7 +61,7 @@ PY
 }
 
 ours() {
-    ROUNDS=100 "$TARGET_DIR/release/examples/throughput" "$@" | sed -E 's/.*: ([0-9]+) messages\/s.*/\1/'
+    ROUNDS=100 "$bin" "$@" | sed -E 's/.*: ([0-9]+) messages\/s.*/\1/'
 }
 
 ratios=()
