@@ -180,27 +180,43 @@ impl std::fmt::Debug for RuleSet {
 
 impl RuleSet {
     /// Compiles every rule; the first that does not compile is reported by id.
-    pub fn compile(mut rules: Vec<Rule>) -> Result<Self, RulesError> {
+    pub fn compile(rules: Vec<Rule>) -> Result<Self, RulesError> {
         let mut seen = std::collections::HashSet::new();
-        for r in &rules {
-            if !seen.insert(r.id.as_str()) {
-                return Err(RulesError::Duplicate(r.id.clone()));
+        let mut compiled = Vec::with_capacity(rules.len());
+        for r in rules {
+            if !seen.insert(r.id.clone()) {
+                return Err(RulesError::Duplicate(r.id));
             }
-            check_rule(r)?;
+            // Each rule alone, as the prefilter verifies it: compiling it once
+            // also checks it (a rule set is compiled at every start and reload).
+            let pattern = ascii_word_boundaries(&r.pattern);
+            let single = prefilter::single(&pattern);
+            if single.is_none() {
+                check_rule(&r)?;
+            }
+            compiled.push((r, pattern, single));
         }
         // stable: equal priorities keep file order
-        rules.sort_by_key(|r| r.priority);
-        let patterns: Vec<String> = rules
-            .iter()
-            .map(|r| ascii_word_boundaries(&r.pattern))
-            .collect();
+        compiled.sort_by_key(|(r, _, _)| r.priority);
+        let (rules, patterns, singles): (Vec<Rule>, Vec<String>, Vec<_>) = compiled
+            .into_iter()
+            .fold(Default::default(), |mut acc, (r, p, s)| {
+                acc.0.push(r);
+                acc.1.push(p);
+                acc.2.push(s);
+                acc
+            });
         let set = RegexSetBuilder::new(&patterns)
             .case_insensitive(true)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
             .map_err(|e| RulesError::Set(Box::new(e)))?;
-        let prefilter = prefilter::Prefilter::new(&patterns);
+        // a rule only its set form accepts: the set alone decides
+        let prefilter = singles
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|singles| prefilter::Prefilter::new(&patterns, singles));
         Ok(Self {
             rules,
             set,
@@ -457,6 +473,45 @@ mod tests {
         r.status = crate::analysis::find_status(diag);
         r.smtp_command = crate::analysis::find_smtp_command(diag);
         r
+    }
+
+    fn rule(id: &str, pattern: &str, priority: i32) -> Rule {
+        Rule {
+            id: id.into(),
+            pattern: pattern.into(),
+            bounce_type: BounceType::Hard,
+            reason: Reason::UserUnknown,
+            category: Category::UserUnknown,
+            priority,
+            domain: None,
+        }
+    }
+
+    /// A bad rule is named by its id, the first in file order whatever the
+    /// priorities; a repeated id is refused.
+    #[test]
+    fn a_rule_that_does_not_compile_is_named() {
+        let rules = vec![
+            rule("fine", "user unknown", 50),
+            rule("broken", "unclosed (", 200),
+            rule("also-broken", "[z-a]", 10),
+        ];
+        match RuleSet::compile(rules) {
+            Err(RulesError::BadPattern { id, .. }) => assert_eq!(id, "broken"),
+            other => panic!("expected a bad pattern, got {other:?}"),
+        }
+        let dup = vec![rule("same", "a", 1), rule("same", "b", 2)];
+        assert!(matches!(
+            RuleSet::compile(dup),
+            Err(RulesError::Duplicate(id)) if id == "same"
+        ));
+        let ok = RuleSet::compile(vec![rule("low", "unknown", 20), rule("high", "user", 10)])
+            .expect("compiles");
+        assert_eq!(
+            ok.first_match("user unknown", "example.org")
+                .map(|r| r.id.as_str()),
+            Some("high")
+        );
     }
 
     #[test]

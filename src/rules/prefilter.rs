@@ -59,13 +59,13 @@ enum FoundBy {
 }
 
 impl Prefilter {
-    /// `patterns` as the set compiles them, in priority order. `None` when a
-    /// pattern defeats the analysis; the set alone then decides.
-    pub(super) fn new(patterns: &[String]) -> Option<Self> {
+    /// `patterns` as the set compiles them, in priority order, and each one
+    /// compiled by [`single`]. `None` when a pattern defeats the analysis;
+    /// the set alone then decides.
+    pub(super) fn new(patterns: &[String], singles: Vec<Regex>) -> Option<Self> {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut owner = Vec::new();
         let mut found_by = Vec::with_capacity(patterns.len());
-        let mut singles = Vec::with_capacity(patterns.len());
         let non_ascii = patterns.iter().map(|p| !p.is_ascii()).collect();
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
@@ -104,14 +104,6 @@ impl Prefilter {
                 }
                 None => found_by.push(FoundBy::Always),
             }
-            // the regex crate's defaults, as the set compiles the pattern
-            singles.push(
-                Regex::builder()
-                    .syntax(syntax::Config::new().case_insensitive(true))
-                    .configure(Regex::config().nfa_size_limit(Some(1 << 20)))
-                    .build(p)
-                    .ok()?,
-            );
         }
         // Searched on a lowercased copy of the text: a case-sensitive
         // automaton has half the transitions of a case-insensitive one. With
@@ -180,6 +172,16 @@ impl Prefilter {
     }
 }
 
+/// One rule's pattern (as the set compiles it) on its own, with the size
+/// limit `check_rule` holds every rule to; `None` when it does not compile.
+pub(super) fn single(pattern: &str) -> Option<Regex> {
+    Regex::builder()
+        .syntax(syntax::Config::new().case_insensitive(true))
+        .configure(Regex::config().nfa_size_limit(Some(1 << 20)))
+        .build(pattern)
+        .ok()
+}
+
 /// Literals longer than this are cut to it. A prefix of a prefix literal is
 /// still one (and a suffix of a suffix literal), so nothing is missed; a
 /// longer literal would only spare a verification now and then, while the
@@ -230,13 +232,20 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
                     .map(|r| (u32::from(r.start()), u32::from(r.end())))
                     .collect(),
             };
-            let mut folded = ClassBytes::empty();
-            for (start, end) in ranges {
-                for b in (start..=end.min(0x7F)).filter_map(|c| u8::try_from(c).ok()) {
-                    let lower = b.to_ascii_lowercase();
-                    folded.push(ClassBytesRange::new(lower, lower));
+            // which ASCII bytes the class holds, lowercased: pushing them
+            // one by one would sort the class again at every push
+            let mut member = [false; 128];
+            for (start, end) in ranges.into_iter().filter(|&(start, _)| start < 0x80) {
+                for b in start..=end.min(0x7F) {
+                    // b <= 0x7F: the cast keeps it
+                    member[usize::from((b as u8).to_ascii_lowercase())] = true;
                 }
             }
+            let folded = ClassBytes::new(
+                (0..128u8)
+                    .filter(|&b| member[usize::from(b)])
+                    .map(|b| ClassBytesRange::new(b, b)),
+            );
             Hir::class(Class::Bytes(folded))
         }
         HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
