@@ -8,23 +8,18 @@
 #   PGO=1 scripts/bench-qualify.sh        # inmail built by scripts/pgo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/build.sh
+source scripts/lib/build.sh
 
 COPIES=${COPIES:-30}
 RUNS=${RUNS:-5}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
 src=()
 for d in ../shared/corpus/bounces ../shared/corpus/unlabelled-bounces; do
     [ -d "$d" ] && src+=("$d")
 done
 [ ${#src[@]} -gt 0 ] || src=(tests/fixtures/bounces)
 
-if [ -n "${PGO:-}" ]; then
-    scripts/pgo.sh build --release --quiet --bin inmail
-    inmail="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release/inmail"
-else
-    cargo build --release --quiet --bin inmail
-    inmail="$TARGET_DIR/release/inmail"
-fi
+inmail=$(release_build --bin inmail)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq 1 "$COPIES"); do

@@ -15,6 +15,8 @@
 # flufl.bounce is installed from PyPI into target/bench-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/build.sh
+source scripts/lib/build.sh
 
 ROUNDS=${ROUNDS:-5}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -28,13 +30,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import flufl.bounce' 
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet flufl.bounce
 fi
-if [ -n "${PGO:-}" ]; then
-    scripts/pgo.sh build --release --quiet --example throughput
-    bin="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release/examples/throughput"
-else
-    cargo build --release --quiet --example throughput
-    bin="$TARGET_DIR/release/examples/throughput"
-fi
+bin=$(release_build --example throughput)
 
 flufl() {
     "$venv/bin/python" - "$@" <<'PY'
