@@ -475,37 +475,39 @@ mod tests {
         r
     }
 
-    fn rule(id: &str, pattern: &str, priority: i32) -> Rule {
-        Rule {
-            id: id.into(),
-            pattern: pattern.into(),
-            bounce_type: BounceType::Hard,
-            reason: Reason::UserUnknown,
-            category: Category::UserUnknown,
-            priority,
-            domain: None,
-        }
+    /// Rules in the rules file's format, all of one verdict.
+    fn rules(spec: &[(&str, &str, i32)]) -> Vec<Rule> {
+        let toml: String = spec
+            .iter()
+            .map(|(id, pattern, priority)| {
+                format!(
+                    "[[rule]]\nid = {id:?}\npattern = {pattern:?}\ntype = \"hard\"\n\
+                     reason = \"user_unknown\"\ncategory = \"user_unknown\"\npriority = {priority}\n"
+                )
+            })
+            .collect();
+        parse_rules_toml(&toml, "test").expect("rules parse")
     }
 
     /// A bad rule is named by its id, the first in file order whatever the
     /// priorities; a repeated id is refused.
     #[test]
     fn a_rule_that_does_not_compile_is_named() {
-        let rules = vec![
-            rule("fine", "user unknown", 50),
-            rule("broken", "unclosed (", 200),
-            rule("also-broken", "[z-a]", 10),
-        ];
-        match RuleSet::compile(rules) {
+        let bad = rules(&[
+            ("fine", "user unknown", 50),
+            ("broken", "unclosed (", 200),
+            ("also-broken", "[z-a]", 10),
+        ]);
+        match RuleSet::compile(bad) {
             Err(RulesError::BadPattern { id, .. }) => assert_eq!(id, "broken"),
             other => panic!("expected a bad pattern, got {other:?}"),
         }
-        let dup = vec![rule("same", "a", 1), rule("same", "b", 2)];
+        let dup = rules(&[("same", "a", 1), ("same", "b", 2)]);
         assert!(matches!(
             RuleSet::compile(dup),
             Err(RulesError::Duplicate(id)) if id == "same"
         ));
-        let ok = RuleSet::compile(vec![rule("low", "unknown", 20), rule("high", "user", 10)])
+        let ok = RuleSet::compile(rules(&[("low", "unknown", 20), ("high", "user", 10)]))
             .expect("compiles");
         assert_eq!(
             ok.first_match("user unknown", "example.org")
