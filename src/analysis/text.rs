@@ -86,6 +86,7 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(r"^(?:Return-Path|Received|Message-I[dD]|From|Date|Subject|MIME-Version|To|X-[\w-]+|Content-Type|DKIM-Signature|Delivered-To):\s")
         .expect("header line regex")
 });
+
 static TEMPORARY: LazyLock<super::Phrases> = LazyLock::new(|| {
     super::Phrases::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
         .expect("temporary regex")

@@ -198,14 +198,9 @@ impl RuleSet {
         }
         // stable: equal priorities keep file order
         compiled.sort_by_key(|(r, _, _)| r.priority);
-        let (rules, patterns, singles): (Vec<Rule>, Vec<String>, Vec<_>) = compiled
-            .into_iter()
-            .fold(Default::default(), |mut acc, (r, p, s)| {
-                acc.0.push(r);
-                acc.1.push(p);
-                acc.2.push(s);
-                acc
-            });
+        let (rules, compiled): (Vec<Rule>, Vec<_>) =
+            compiled.into_iter().map(|(r, p, s)| (r, (p, s))).unzip();
+        let (patterns, singles): (Vec<String>, Vec<_>) = compiled.into_iter().unzip();
         let set = RegexSetBuilder::new(&patterns)
             .case_insensitive(true)
             .size_limit(64 << 20)

@@ -235,10 +235,9 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
             // which ASCII bytes the class holds, lowercased: pushing them
             // one by one would sort the class again at every push
             let mut member = [false; 128];
-            for (start, end) in ranges.into_iter().filter(|&(start, _)| start < 0x80) {
-                for b in start..=end.min(0x7F) {
-                    // b <= 0x7F: the cast keeps it
-                    member[usize::from((b as u8).to_ascii_lowercase())] = true;
+            for (start, end) in ranges {
+                for b in (start..=end.min(0x7F)).filter_map(|c| u8::try_from(c).ok()) {
+                    member[usize::from(b.to_ascii_lowercase())] = true;
                 }
             }
             let folded = ClassBytes::new(
