@@ -201,11 +201,14 @@ fn complete(r: &mut RecipientReport, context: Option<&str>) {
     if let Some(d) = &r.diagnostic {
         r.smtp_command = text::find_smtp_command(d);
     }
-    let block = context.and_then(|c| text::block_for(c, r.address.as_str()));
+    let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
+    // the text's lines about this recipient, only read when the fields left a gap
+    let block = (r.smtp_command.is_none() || diag_empty)
+        .then(|| context.and_then(|c| text::block_for(c, r.address.as_str())))
+        .flatten();
     if r.smtp_command.is_none() {
         r.smtp_command = block.as_deref().and_then(text::find_smtp_command);
     }
-    let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
     if diag_empty {
         {
             if let Some(block) = block {

@@ -140,8 +140,9 @@ impl Message {
     }
 
     pub fn parse(bytes: &[u8], limits: &Limits, tracking_header: &str) -> Result<Message, String> {
-        let mut m = Self::parse_structure(bytes, limits, &tracking_header.to_ascii_lowercase())?;
-        m.tracking_header = tracking_header.to_ascii_lowercase();
+        let tracking = tracking_header.to_ascii_lowercase();
+        let mut m = Self::parse_structure(bytes, limits, &tracking)?;
+        m.tracking_header = tracking;
         m.original_markers = m.texts.iter().map(|_| Default::default()).collect();
         Ok(m)
     }
@@ -162,7 +163,7 @@ impl Message {
         let top = Part::read(bytes, false, Some(tracking))
             .map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
-            content_type: top.ctype.mimetype.to_ascii_lowercase(),
+            content_type: top.ctype.mimetype.clone(),
             ..Message::default()
         };
         let mut stack: Vec<Part> = vec![top];
@@ -178,7 +179,8 @@ impl Message {
             if visited == 1 {
                 m.headers = std::mem::take(&mut part.headers);
             }
-            let mt = part.ctype.mimetype.to_ascii_lowercase();
+            // lowercase already: ours and mailparse's parse_content_type both lower it
+            let mt = std::mem::take(&mut part.ctype.mimetype);
             if mt.starts_with("multipart/") {
                 let digest = mt == "multipart/digest";
                 let mut subparts = Vec::with_capacity(part.subparts.len());
@@ -334,9 +336,11 @@ impl<'a> Part<'a> {
         };
         if part.ctype.mimetype.starts_with("multipart/") && raw.len() > body_start {
             if let Some(b) = part.ctype.params.get("boundary") {
-                let boundary = format!("--{b}");
+                let mut boundary = Vec::with_capacity(b.len() + 2);
+                boundary.extend_from_slice(b"--");
+                boundary.extend_from_slice(b.as_bytes());
                 if let Some(body_end) =
-                    split_multipart(raw, body_start, boundary.as_bytes(), &mut part.subparts)
+                    split_multipart(raw, body_start, &boundary, &mut part.subparts)
                 {
                     part.body = &raw[body_start..body_end];
                 }
@@ -351,38 +355,43 @@ impl<'a> Part<'a> {
 }
 
 /// A Content-Type value as mailparse's `parse_content_type` reads it, keeping
-/// only the parameters the walk reads (charset, boundary). Values with RFC
-/// 2231 encoded or continued parameters (a `*` in a name) go to mailparse;
-/// the rest, nearly all, are split here without its decoding machinery,
-/// which costs more than the whole header scan of a part.
+/// only what the walk reads: the charset, and the boundary (the one entry of
+/// the parameter map). Values with RFC 2231 encoded or continued parameters
+/// (a `*` in a name) go to mailparse; the rest, nearly all, are split here
+/// without its decoding machinery, which costs more than the whole header
+/// scan of a part.
 fn parse_content_type(value: &str) -> mailparse::ParsedContentType {
     if value.contains('*') {
         return mailparse::parse_content_type(value);
     }
     let mut tokens = value.split(';');
     let mimetype = tokens.next().unwrap_or_default().trim().to_lowercase();
-    let mut params = std::collections::BTreeMap::new();
+    // the last of repeated parameters wins, as in mailparse's map
+    let (mut charset, mut boundary) = (None, None);
     for (key, value) in tokens.filter_map(|kv| kv.split_once('=')) {
         let key = key.trim();
-        let wanted = ["charset", "boundary"]
-            .into_iter()
-            .find(|w| key.eq_ignore_ascii_case(w));
-        let Some(wanted) = wanted else {
+        let slot = if key.eq_ignore_ascii_case("charset") {
+            &mut charset
+        } else if key.eq_ignore_ascii_case("boundary") {
+            &mut boundary
+        } else {
             continue;
         };
         let mut value = value.trim();
         if value.len() > 1 && value.starts_with('"') && value.ends_with('"') {
             value = &value[1..value.len() - 1];
         }
-        // the last of repeated parameters wins, as in mailparse's map
-        params.insert(wanted.to_owned(), value.to_owned());
+        *slot = Some(value);
+    }
+    // The walk reads the boundary from the map and the charset from its own
+    // field: a part without a boundary needs no map.
+    let mut params = std::collections::BTreeMap::new();
+    if let Some(b) = boundary {
+        params.insert("boundary".to_owned(), b.to_owned());
     }
     mailparse::ParsedContentType {
         mimetype,
-        charset: params
-            .get("charset")
-            .cloned()
-            .unwrap_or_else(|| "us-ascii".to_owned()),
+        charset: charset.unwrap_or("us-ascii").to_owned(),
         params,
     }
 }
