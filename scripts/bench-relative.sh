@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/build.sh
 source scripts/lib/build.sh
+# shellcheck source=scripts/lib/apt.sh
+source scripts/lib/apt.sh
 
 ROUNDS=${ROUNDS:-5}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -34,12 +36,9 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import flufl.bounce' 
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet flufl.bounce
 fi
-if ! perl -MSisimai -e1 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    { $sudo apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends libsisimai-perl; } >&2 ||
-        echo "bench-relative: could not install libsisimai-perl; Sisimai is left out" >&2
+if ! perl -MSisimai -e1 2>/dev/null; then
+    apt_install --no-install-recommends libsisimai-perl ||
+        echo "bench-relative: Sisimai is left out" >&2
 fi
 has_sisimai=false
 perl -MSisimai -e1 2>/dev/null && has_sisimai=true

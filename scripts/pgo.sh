@@ -18,6 +18,8 @@
 # we may).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/apt.sh
+source scripts/lib/apt.sh
 
 [ $# -gt 0 ] || { echo "usage: $0 <cargo command> [args...]" >&2; exit 2; }
 
@@ -42,11 +44,8 @@ find_profdata() {
 }
 
 profdata=$(find_profdata) || {
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "pgo: installing llvm-$llvm_major for llvm-profdata" >&2
-        apt-get install -y -qq "llvm-$llvm_major" >/dev/null \
-            || { apt-get update -qq && apt-get install -y -qq "llvm-$llvm_major" >/dev/null; }
-    fi
+    echo "pgo: installing llvm-$llvm_major for llvm-profdata" >&2
+    apt_install "llvm-$llvm_major" || true
     profdata=$(find_profdata) || {
         echo "pgo: no llvm-profdata for LLVM $llvm_major: run 'rustup component add llvm-tools'" \
             "or install llvm-$llvm_major" >&2

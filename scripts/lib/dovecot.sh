@@ -15,6 +15,9 @@
 # Tests take one account each so they can run in parallel without sharing
 # mailboxes. INMAIL_TEST_MAIL_USER / INMAIL_TEST_MAILDIR name the first one.
 
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 DOVECOT_TEST_USERS="${DOVECOT_TEST_USERS:-12}"
 # Spaces, quotes and a backslash on purpose: clients must quote it correctly.
 DOVECOT_TEST_PASSWORD='B0unce pass "q" \ x'
@@ -26,9 +29,7 @@ _dovecot_ensure_installed() {
         return 0
     fi
     _dovecot_log "installing dovecot-imapd dovecot-pop3d openssl"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        dovecot-imapd dovecot-pop3d openssl >/dev/null
+    apt_install dovecot-imapd dovecot-pop3d openssl
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.

@@ -15,6 +15,9 @@
 #
 # Both are idempotent: a private cluster already running is reused.
 
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 _pg_log() { echo "postgres.sh: $*" >&2; }
 
 _pg_default_dir() { echo "${1:-${INMAIL_PG_DIR:-$PWD/target/pg}}"; }
@@ -58,13 +61,8 @@ _pg_export() {
 
 _pg_install() {
     [ -n "$(_pg_bindir)" ] && return 0
-    command -v apt-get >/dev/null 2>&1 || { _pg_log "no PostgreSQL and no apt-get to install it"; return 1; }
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
     _pg_log "installing the postgresql package"
-    $sudo apt-get update -qq >&2 &&
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >&2 ||
-        { _pg_log "apt-get install postgresql failed"; return 1; }
+    apt_install --no-install-recommends postgresql || return 1
     [ -n "$(_pg_bindir)" ]
 }
 
