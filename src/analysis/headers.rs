@@ -263,6 +263,10 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     );
     for v in sources {
         for a in all_addresses(v) {
+            // nearly no address is one: the groups are read only from a match
+            if !corr.verp_pattern.is_match(a.as_str()) {
+                continue;
+            }
             if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
                 let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else {
                     continue;

@@ -241,6 +241,7 @@ fn ascii_members(c: &Class) -> [bool; 128] {
 
 /// Bits in the filter of literal heads (1 KB).
 const HEAD_BITS: u32 = 13;
+const HEAD_BITS_WORDS: usize = 1 << (HEAD_BITS - 6);
 
 /// The rules' literals as a radix trie, walked from each text position whose
 /// first three bytes start some literal; those are found in a bitmap of 1 KB.
@@ -250,7 +251,7 @@ const HEAD_BITS: u32 = 13;
 /// a walk from one compares whole runs of bytes, laid out in the order it
 /// reads them.
 struct Literals {
-    heads: Vec<u64>,
+    heads: Box<[u64; HEAD_BITS_WORDS]>,
     /// The node each literal head (three bytes) leads to, by open addressing
     /// on the same hash: `(head | 1 << 24, node)`, `(0, 0)` for a free slot.
     head_nodes: Vec<(u32, u32)>,
@@ -323,7 +324,7 @@ impl LiteralsBuilder {
             edges.sort_unstable();
         }
         let mut lits = Literals {
-            heads: vec![0; 1 << (HEAD_BITS - 6)],
+            heads: Box::new([0; HEAD_BITS_WORDS]),
             head_nodes: Vec::new(),
             min_len: self.min_len.unwrap_or(usize::MAX),
             first: vec![None; 256],
@@ -411,11 +412,8 @@ impl Literals {
         let Some(last) = text.len().checked_sub(self.min_len) else {
             return;
         };
-        // lowercased once, and padded so that every head is one 4-byte load
-        let mut lower = Vec::with_capacity(text.len() + 3);
-        lower.extend(text.iter().map(u8::to_ascii_lowercase));
-        lower.extend_from_slice(&[0; 3]);
-        let text = &lower[..text.len()];
+        let lower = text.to_ascii_lowercase();
+        let text = lower.as_slice();
         if self.min_len < 3 {
             for i in 0..=last {
                 if let Some(node) = self.first[usize::from(text[i])] {
@@ -425,17 +423,20 @@ impl Literals {
             return;
         }
         let mask = self.head_nodes.len() - 1;
-        for (i, w) in lower.windows(4).take(last + 1).enumerate() {
-            let key = u32::from_le_bytes([w[0], w[1], w[2], 0]) | 1 << 24;
-            let bit = head_hash(key);
+        // the three bytes from `start`, rolled along; at least three here
+        let mut key = u32::from(text[0]) << 8 | u32::from(text[1]) << 16;
+        for (start, &b) in text[2..].iter().enumerate() {
+            key = key >> 8 | u32::from(b) << 16;
+            let head = key | 1 << 24;
+            let bit = head_hash(head);
             if self.heads[bit >> 6] & (1 << (bit & 63)) == 0 {
                 continue;
             }
             let mut slot = bit & mask;
             loop {
                 match self.head_nodes[slot] {
-                    (k, node) if k == key => {
-                        self.walk(text, i, node, i + 3, &mut hit);
+                    (k, node) if k == head => {
+                        self.walk(text, start, node, start + 3, &mut hit);
                         break;
                     }
                     (0, _) => break,
