@@ -28,8 +28,9 @@
 //! characters its literals can stand for are then exactly the ASCII ones,
 //! and whatever non-ASCII text a match spans lies past its literal, where
 //! the verifying search reads it. A rule with non-ASCII characters of its
-//! own is searched whole on a non-ASCII text; a text holding `ſ` or the
-//! Kelvin sign goes to the set.
+//! own, or with a class that both becomes part of a literal and holds
+//! non-ASCII characters (`\d`, `\s`), is searched whole on a non-ASCII text;
+//! a text holding `ſ` or the Kelvin sign goes to the set.
 
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
@@ -44,9 +45,9 @@ pub(super) struct Prefilter {
     found_by: Vec<FoundBy>,
     /// Each rule on its own, same syntax as the set.
     singles: Vec<Regex>,
-    /// The rule's pattern has non-ASCII characters: its literals do not
-    /// cover them.
-    non_ascii: Vec<bool>,
+    /// The rule is searched whole on a non-ASCII text: its literals do not
+    /// cover every character it matches there (see [`covers_only_ascii`]).
+    whole_on_non_ascii: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +76,14 @@ impl Prefilter {
     pub(super) fn new(patterns: &[String], singles: Vec<Regex>) -> Option<Self> {
         let mut literals = LiteralsBuilder::default();
         let mut found_by = Vec::with_capacity(patterns.len());
-        let non_ascii = patterns.iter().map(|p| !p.is_ascii()).collect();
+        let mut whole_on_non_ascii = Vec::with_capacity(patterns.len());
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .case_insensitive(true)
                 .build()
                 .parse(p)
                 .ok()?;
+            whole_on_non_ascii.push(!p.is_ascii() || !covers_only_ascii(&hir));
             let folded = ascii_lowercase(&hir);
             let usable = [
                 (ExtractKind::Prefix, FoundBy::Prefix),
@@ -115,7 +117,7 @@ impl Prefilter {
             literals: literals.build(),
             found_by,
             singles,
-            non_ascii,
+            whole_on_non_ascii,
         })
     }
 
@@ -144,7 +146,7 @@ impl Prefilter {
         let found = (0..self.singles.len()).find(|&i| {
             let at = || hits.iter().filter(move |h| h.rule == i);
             let rule = &self.singles[i];
-            if !ascii && self.non_ascii[i] {
+            if !ascii && self.whole_on_non_ascii[i] {
                 return eligible(i) && rule.is_match(whole());
             }
             match self.found_by[i] {
@@ -497,12 +499,48 @@ pub(super) fn single(pattern: &str) -> Option<Regex> {
 /// candidate wherever `host ` occurs; the total bounds the start-up work.
 fn extractor(kind: ExtractKind) -> Extractor {
     let mut e = Extractor::new();
-    e.kind(kind).limit_class(16).limit_total(LIMIT_TOTAL);
+    e.kind(kind)
+        .limit_class(LIMIT_CLASS)
+        .limit_total(LIMIT_TOTAL);
     e
 }
 
 /// Literals of one rule, at most: past it the extractor shortens them.
 const LIMIT_TOTAL: usize = 2_000;
+
+/// Classes of at most this many (ASCII) characters become part of literals.
+const LIMIT_CLASS: usize = 16;
+
+/// Whether no class of `hir` that can become part of a literal holds
+/// non-ASCII characters. `\d` and `\s` are small once restricted to ASCII,
+/// so `exit code \d` has the literals `exit code 0` to `exit code 9`; yet it
+/// matches `exit code ٣` too, and on a non-ASCII text only a search of the
+/// whole rule finds that. `ſ` and the Kelvin sign, which every `s` and `k`
+/// holds, are left out: a text with them goes to the set.
+fn covers_only_ascii(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) | HirKind::Literal(_) => true,
+        HirKind::Class(c) => {
+            let beyond = match c {
+                Class::Unicode(u) => u.ranges().iter().any(|r| {
+                    r.end() > '\x7F'
+                        && !(r.start() == r.end() && matches!(r.start(), '\u{17F}' | '\u{212A}'))
+                }),
+                Class::Bytes(b) => b.ranges().iter().any(|r| r.end() > 0x7F),
+            };
+            // as the extractor sees it: lowercased
+            let holds = ascii_members(c);
+            let folded = (0..128u8)
+                .filter(|&b| holds[usize::from(b)])
+                .map(|b| b.to_ascii_lowercase())
+                .collect::<std::collections::BTreeSet<u8>>();
+            !beyond || folded.len() > LIMIT_CLASS
+        }
+        HirKind::Repetition(r) => covers_only_ascii(&r.sub),
+        HirKind::Capture(c) => covers_only_ascii(&c.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(covers_only_ascii),
+    }
+}
 
 /// What `hir` can match within an ASCII text, with every letter lowercased: a
 /// superset of the lowercased ASCII matches, which is all a prefix literal
@@ -608,6 +646,7 @@ mod tests {
             ("case-fixed", "(?-i:ABC) def"),
             ("bounded", r"\bspf\b|sender policy"),
             ("anchored", "^bare lf"),
+            ("unicode-classes", r"exit code \d|mailbox\sfull"),
             ("short", "xy|mailbox (?:is )?full"),
         ];
         let compile = |specs: &[(&str, &str)]| {
@@ -639,6 +678,10 @@ mod tests {
             "XY",
             "mailbox is full",
             "MAILBOX FULL",
+            // `\d` and `\s` hold more than their ASCII members
+            "exit code 3",
+            "exit code \u{663}",
+            "mailbox\u{a0}full",
             "",
             "x",
         ]
@@ -646,7 +689,7 @@ mod tests {
         .flat_map(|t| [t.to_string(), format!("{t} — é")])
         .collect();
         // with three-byte heads, and without (a two-byte literal)
-        assert_agrees(&compile(&specs[..3]), &texts);
+        assert_agrees(&compile(&specs[..4]), &texts);
         assert_agrees(&compile(&specs), &texts);
     }
 }
