@@ -241,6 +241,17 @@ fn ascii_members(c: &Class) -> [bool; 128] {
     member
 }
 
+/// Which ASCII bytes a class holds once lowercased (as an array: pushing
+/// them one by one into a class would sort it again at every push).
+fn lowercase_members(c: &Class) -> [bool; 128] {
+    let holds = ascii_members(c);
+    let mut member = [false; 128];
+    for b in (0..128u8).filter(|&b| holds[usize::from(b)]) {
+        member[usize::from(b.to_ascii_lowercase())] = true;
+    }
+    member
+}
+
 /// Bits in the filter of literal heads (1 KB).
 const HEAD_BITS: u32 = 13;
 const HEAD_BITS_WORDS: usize = 1 << (HEAD_BITS - 6);
@@ -529,12 +540,7 @@ fn covers_only_ascii(hir: &Hir) -> bool {
                 Class::Bytes(b) => b.ranges().iter().any(|r| r.end() > 0x7F),
             };
             // as the extractor sees it: lowercased
-            let holds = ascii_members(c);
-            let folded = (0..128u8)
-                .filter(|&b| holds[usize::from(b)])
-                .map(|b| b.to_ascii_lowercase())
-                .collect::<std::collections::BTreeSet<u8>>();
-            !beyond || folded.len() > LIMIT_CLASS
+            !beyond || lowercase_members(c).iter().filter(|&&m| m).count() > LIMIT_CLASS
         }
         HirKind::Repetition(r) => covers_only_ascii(&r.sub),
         HirKind::Capture(c) => covers_only_ascii(&c.sub),
@@ -558,13 +564,7 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
             }
         }
         HirKind::Class(c) => {
-            let holds = ascii_members(c);
-            // lowercased: pushing them one by one would sort the class again
-            // at every push
-            let mut member = [false; 128];
-            for b in (0..128u8).filter(|&b| holds[usize::from(b)]) {
-                member[usize::from(b.to_ascii_lowercase())] = true;
-            }
+            let member = lowercase_members(c);
             let folded = ClassBytes::new(
                 (0..128u8)
                     .filter(|&b| member[usize::from(b)])
