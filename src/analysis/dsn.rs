@@ -93,8 +93,11 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
         let t = text::report_text(msg);
         (!t.trim().is_empty()).then(|| t.into())
     };
+    // split into lines only when a recipient's fields leave a gap
+    let region = std::cell::OnceCell::new();
+    let region = || context.as_deref().map(|c| region.get_or_init(|| text::Region::new(c)));
     for r in &mut a.recipients {
-        complete(r, context.as_deref());
+        complete(r, &region);
         r.context = context.clone();
     }
 }
@@ -180,7 +183,7 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
 }
 
 /// Fills what the DSN fields left out from the diagnostic and the report text.
-fn complete(r: &mut RecipientReport, context: Option<&str>) {
+fn complete<'a>(r: &mut RecipientReport, context: &impl Fn() -> Option<&'a text::Region<'a>>) {
     if let Some(d) = &r.diagnostic {
         if r.reply_code.is_none() {
             r.reply_code = text::find_reply_code(d);
@@ -204,7 +207,7 @@ fn complete(r: &mut RecipientReport, context: Option<&str>) {
     let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
     // the text's lines about this recipient, only read when the fields left a gap
     let block = (r.smtp_command.is_none() || diag_empty)
-        .then(|| context.and_then(|c| text::block_for(c, r.address.as_str())))
+        .then(|| context().and_then(|c| text::block_for(c, r.address.as_str())))
         .flatten();
     if r.smtp_command.is_none() {
         r.smtp_command = block.as_deref().and_then(text::find_smtp_command);

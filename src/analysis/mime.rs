@@ -652,13 +652,14 @@ fn decoded_text(part: &Part, limits: &Limits) -> String {
     let text = match part.body() {
         Body::QuotedPrintable(b) => {
             let bytes = decode_quoted_printable(b.get_raw());
-            Body::new(&bytes, &part.ctype, &None).get_body_text()
+            in_charset(&bytes, &part.ctype)
         }
         Body::Base64(b) => match b.get_decoded() {
-            Ok(bytes) => Body::new(&bytes, &part.ctype, &None).get_body_text(),
+            Ok(bytes) => in_charset(&bytes, &part.ctype),
             Err(_) => None,
         },
-        body => body.get_body_text(),
+        Body::SevenBit(b) | Body::EightBit(b) => in_charset(b.get_raw(), &part.ctype),
+        Body::Binary(b) => in_charset(b.get_raw(), &part.ctype),
     };
     let mut s = text.unwrap_or_else(|| raw_text(part, limits));
     if s.len() > limits.max_part_bytes {
@@ -669,6 +670,26 @@ fn decoded_text(part: &Part, limits: &Limits) -> String {
         s.truncate(cut);
     }
     s
+}
+
+/// Bytes in a part's charset as text, the way mailparse decodes them. Most
+/// bounce texts are plain ASCII, which every ASCII-compatible charset leaves
+/// as it is: they are copied without a decoder. ISO-2022-JP (common in
+/// Japanese bounces) counts as one while no escape or shift byte switches
+/// it out of ASCII; its decoder walks byte by byte and costs more than the
+/// rest of the message.
+fn in_charset(bytes: &[u8], ctype: &mailparse::ParsedContentType) -> Option<String> {
+    if bytes.is_ascii() {
+        if let Some(enc) = encoding_rs::Encoding::for_label(ctype.charset.as_bytes()) {
+            let identity = enc.is_ascii_compatible()
+                || (enc == encoding_rs::ISO_2022_JP
+                    && memchr::memchr3(0x1b, 0x0e, 0x0f, bytes).is_none());
+            if identity {
+                return String::from_utf8(bytes.to_vec()).ok();
+            }
+        }
+    }
+    mailparse::body::Body::new(bytes, ctype, &None).get_body_text()
 }
 
 trait BodyText {

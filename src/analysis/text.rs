@@ -549,26 +549,25 @@ static RECIPIENT_LIST: LazyLock<super::Phrases> = LazyLock::new(|| {
 });
 
 fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
+    let lower = super::ascii_lower(region);
     // A report that announces its list of failed addresses is read from there:
     // what comes before is a summary of the original (its To: may differ).
-    if let Some(m) = RECIPIENT_LIST
-        .on_lowercase()
-        .find(&super::ascii_lower(region))
-    {
-        let after = collect_candidates(&region[m.start()..], excluded);
+    if let Some(m) = RECIPIENT_LIST.on_lowercase().find(&lower) {
+        let from = m.start();
+        let after = collect_candidates(&region[from..], &lower[from..], excluded);
         if !after.is_empty() {
             return after;
         }
     }
-    collect_candidates(region, excluded)
+    collect_candidates(region, &lower, excluded)
 }
 
-fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
-    // Lowercasing ASCII keeps line boundaries, so the copy's lines pair up
-    // with the region's; each line with an address is classified once.
-    let lower = super::ascii_lower(region);
+/// `lower` is `region` ASCII-lowercased: the same lines at the same offsets,
+/// so the copy's lines pair up with the region's and each line with an
+/// address is classified once.
+fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
     let with_at: Vec<(&str, bool)> = super::lines(region)
-        .zip(super::lines(&lower))
+        .zip(super::lines(lower))
         .filter(|(l, _)| memchr::memchr(b'@', l.as_bytes()).is_some())
         .map(|(l, low)| {
             let excluded = EXCLUDED_LINE.on_lowercase().is_match(low) && !l.contains("RCPT");
@@ -599,14 +598,55 @@ fn collect_candidates(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddre
     out
 }
 
-/// The lines of `region` that explain `address`: each line naming it, with
-/// the lines that follow until a blank line or another address.
-pub fn block_for(region: &str, address: &str) -> Option<String> {
-    let lines: Vec<&str> = super::lines(region).collect();
-    blocks(&lines, address, &[])
+/// A report's text split into lines once, for the recipients whose lines
+/// are looked for in it.
+pub struct Region<'a> {
+    text: &'a str,
+    lines: Vec<&'a str>,
+    /// Byte offset in `text` where each line starts.
+    starts: Vec<usize>,
 }
 
-fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
+impl<'a> Region<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let lines: Vec<&str> = super::lines(text).collect();
+        let base = text.as_ptr() as usize;
+        let starts = lines.iter().map(|l| l.as_ptr() as usize - base).collect();
+        Self {
+            text,
+            lines,
+            starts,
+        }
+    }
+
+    /// The first line from line `from` on that names `needle_lower` (ASCII
+    /// case aside). An address is found from its `@`, rare in prose, rather
+    /// than by testing every line.
+    fn next_naming(&self, needle_lower: &str, from: usize) -> Option<usize> {
+        let (text, n) = (self.text.as_bytes(), needle_lower.as_bytes());
+        let Some(at) = memchr::memchr(b'@', n) else {
+            return (from..self.lines.len()).find(|&i| contains_ci(self.lines[i], needle_lower));
+        };
+        let first = *self.starts.get(from)?;
+        let ats = text.get(first + at..)?;
+        memchr::memchr_iter(b'@', ats)
+            .map(|p| first + p)
+            .find(|&start| {
+                text.get(start..start + n.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(n))
+            })
+            .map(|start| self.starts.partition_point(|&s| s <= start) - 1)
+    }
+}
+
+/// The lines of `region` that explain `address`: each line naming it, with
+/// the lines that follow until a blank line or another address.
+pub fn block_for(region: &Region<'_>, address: &str) -> Option<String> {
+    blocks(region, address, &[])
+}
+
+fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
+    let lines = &region.lines;
     let needle = address.to_ascii_lowercase();
     let mut out = String::new();
     let mut occurrences = 0;
@@ -614,10 +654,10 @@ fn blocks(lines: &[&str], address: &str, others: &[&str]) -> Option<String> {
     // lines before this one are in `out` already
     let mut consumed = 0;
     while i < lines.len() && occurrences < 4 && out.len() < MAX_DIAGNOSTIC {
-        if !contains_ci(lines[i], &needle) {
-            i += 1;
-            continue;
-        }
+        let Some(next) = region.next_naming(&needle, i) else {
+            break;
+        };
+        i = next;
         occurrences += 1;
         // In a session transcript the dialogue that failed stands before the
         // line naming the address (Sendmail: ">>> DATA", "<<< 550 ...", then
@@ -805,7 +845,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         truncate_chars(&mut c, 4 * MAX_DIAGNOSTIC);
         c.into()
     };
-    let lines: Vec<&str> = super::lines(&region).collect();
+    let report = Region::new(&region);
     if rcpts.is_empty() && signals.strong() {
         // A report that names nobody: the original's recipient is the one who failed.
         if let Some(to) = msg.original().and_then(|h| mime::first_header(h, "to")) {
@@ -828,7 +868,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             .map(|(_, k)| k.as_str())
             .collect();
         let mut r = RecipientReport::new(addr);
-        let diag = blocks(&lines, &keys[i], &others);
+        let diag = blocks(&report, &keys[i], &others);
         r.reply_code = diag.as_deref().and_then(find_reply_code);
         r.status = diag.as_deref().and_then(find_status);
         if r.status.is_none() && r.reply_code.is_none() && keys.len() == 1 {
