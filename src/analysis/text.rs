@@ -80,6 +80,11 @@ fn is_header_line(l: &str) -> bool {
     }
 }
 
+/// Whether `c` is the first letter of a name [`is_header_line`] accepts.
+fn starts_a_header_name(c: u8) -> bool {
+    matches!(c, b'C' | b'D' | b'F' | b'M' | b'R' | b'S' | b'T' | b'X')
+}
+
 /// The pattern [`is_header_line`] implements, for names its byte test leaves
 /// open.
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -484,11 +489,13 @@ fn header_block_start(t: &str) -> Option<usize> {
     let mut run_start = 0;
     let mut pos = 0;
     for line in super::lines_inclusive(t) {
-        let l = line.trim_end();
-        // cheap pre-check: a header line starts with a capital and has a colon early
-        let maybe_header = l.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
-            && l.as_bytes().iter().take(40).any(|&b| b == b':');
-        if maybe_header && is_header_line(l) {
+        // cheap pre-check: a header line starts with the capital of one of
+        // the names (most prose lines start with another) and has a colon early
+        let header = line.as_bytes().first().is_some_and(|&c| starts_a_header_name(c)) && {
+            let l = line.trim_end();
+            is_header_line(l) && l.as_bytes().iter().take(40).any(|&b| b == b':')
+        };
+        if header {
             if run == 0 {
                 run_start = pos;
             }
@@ -496,7 +503,7 @@ fn header_block_start(t: &str) -> Option<usize> {
             if run >= 3 {
                 return Some(run_start);
             }
-        } else if !(run > 0 && line.starts_with([' ', '\t']) && !l.trim().is_empty()) {
+        } else if !(run > 0 && line.starts_with([' ', '\t']) && !line.trim().is_empty()) {
             run = 0;
         }
         pos += line.len();
@@ -996,6 +1003,13 @@ mod header_line_tests {
             l in "(Return-Path|Received|Message-I[dD]|Message-|From|Date|Subject|MIME-Version|To|X-|X|Content-Type|DKIM-Signature|Delivered-To|FromX|x-)?[a-zA-Z0-9_\\-é۳ß\u{2028}]{0,4}:?[ \t\u{0b}\u{a0}\u{2003}a:é]?.{0,3}"
         ) {
             prop_assert_eq!(is_header_line(&l), HEADER_LINE.is_match(&l), "{:?}", l);
+        }
+    }
+
+    #[test]
+    fn every_header_name_starts_with_a_precheck_letter() {
+        for n in HEADER_NAMES.iter().copied().chain([&b"X-"[..]]) {
+            assert!(starts_a_header_name(n[0]), "{}", String::from_utf8_lossy(n));
         }
     }
 
