@@ -52,12 +52,39 @@ pub struct AsciiAddresses<'a> {
     pos: usize,
 }
 
+/// Bytes of an address's local part: ASCII alphanumerics and RFC 5322 atext's symbols.
+const LOCAL: u8 = 1;
+/// Bytes of a domain label: ASCII alphanumerics, `_` and `-` (the regex's `[\w-]` on ASCII).
+const LABEL: u8 = 2;
+
+/// Each byte's classes, looked up once per byte of every address-shaped span.
+static ADDRESS_CHARS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] = LOCAL | LABEL;
+        }
+        c += 1;
+    }
+    let symbols = b".!#$%&'*+/=?^_`{|}~-";
+    let mut i = 0;
+    while i < symbols.len() {
+        t[symbols[i] as usize] |= LOCAL;
+        i += 1;
+    }
+    t[b'_' as usize] |= LABEL;
+    t[b'-' as usize] |= LABEL;
+    t
+};
+
 impl<'a> Iterator for AsciiAddresses<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let b = self.s.as_bytes();
-        let local_char = |c: u8| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c);
-        let label_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        let local_char = |c: u8| ADDRESS_CHARS[usize::from(c)] & LOCAL != 0;
+        let label_char = |c: u8| ADDRESS_CHARS[usize::from(c)] & LABEL != 0;
         let label_end =
             |from: usize| from + b[from..].iter().take_while(|&&c| label_char(c)).count();
         let mut search = self.pos;
@@ -348,6 +375,11 @@ mod tests {
     proptest! {
         #[test]
         fn ascii_scanner_agrees_with_the_regex(s in "[a-c.@_+< -]{0,40}") {
+            prop_assert_eq!(address_spans(&s).collect::<Vec<_>>(), by_regex(&s));
+        }
+
+        #[test]
+        fn ascii_scanner_agrees_on_every_ascii_byte(s in "([\\x00-\\x7F]|[a@.]){0,60}") {
             prop_assert_eq!(address_spans(&s).collect::<Vec<_>>(), by_regex(&s));
         }
     }

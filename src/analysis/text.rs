@@ -994,7 +994,7 @@ mod smtp_command_tests {
 
 #[cfg(test)]
 mod header_line_tests {
-    use super::{is_header_line, HEADER_LINE};
+    use super::{is_header_line, starts_a_header_name, HEADER_LINE, HEADER_NAMES};
     use proptest::prelude::*;
 
     proptest! {
