@@ -97,7 +97,11 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
     };
     // split into lines only when a recipient's fields leave a gap
     let region = std::cell::OnceCell::new();
-    let region = || context.as_deref().map(|c| region.get_or_init(|| text::Region::new(c)));
+    let region = || {
+        context
+            .as_deref()
+            .map(|c| region.get_or_init(|| text::Region::new(c)))
+    };
     for r in &mut a.recipients {
         complete(r, &region);
         r.context = context.clone();

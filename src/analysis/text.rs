@@ -491,10 +491,14 @@ fn header_block_start(t: &str) -> Option<usize> {
     for line in super::lines_inclusive(t) {
         // cheap pre-check: a header line starts with the capital of one of
         // the names (most prose lines start with another) and has a colon early
-        let header = line.as_bytes().first().is_some_and(|&c| starts_a_header_name(c)) && {
-            let l = line.trim_end();
-            is_header_line(l) && l.as_bytes().iter().take(40).any(|&b| b == b':')
-        };
+        let header = line
+            .as_bytes()
+            .first()
+            .is_some_and(|&c| starts_a_header_name(c))
+            && {
+                let l = line.trim_end();
+                is_header_line(l) && l.as_bytes().iter().take(40).any(|&b| b == b':')
+            };
         if header {
             if run == 0 {
                 run_start = pos;
