@@ -442,6 +442,7 @@ pub fn report_text(msg: &mime::Message) -> String {
     let mut out = String::new();
     for (i, t) in msg.texts.iter().enumerate() {
         let cut = cut_point(t, msg.original_marker(i));
+        out.reserve(cut + 1);
         out.push_str(&t[..cut]);
         out.push('\n');
         if cut < t.len() {
@@ -668,6 +669,10 @@ fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String>
         let Some(next) = region.next_naming(&needle, i) else {
             break;
         };
+        if occurrences == 0 {
+            // a block is a few lines: room for them at once
+            out.reserve(256);
+        }
         i = next;
         occurrences += 1;
         // In a session transcript the dialogue that failed stands before the
@@ -845,7 +850,9 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         signals.failed_recipients.clone()
     };
     let context: Arc<str> = {
-        let mut c = String::new();
+        // Collapsing never lengthens the text, and the loop stops a line
+        // past the cut: one allocation, not a growth by doubling.
+        let mut c = String::with_capacity(region.len().min(8 * MAX_DIAGNOSTIC));
         // a long report is collapsed only as far as the context keeps
         for line in super::lines_inclusive(&region) {
             push_collapsed(&mut c, line);
