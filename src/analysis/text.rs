@@ -578,9 +578,8 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 /// so the copy's lines pair up with the region's and each line with an
 /// address is classified once.
 fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
-    let with_at: Vec<(&str, bool)> = super::lines(region)
-        .zip(super::lines(lower))
-        .filter(|(l, _)| memchr::memchr(b'@', l.as_bytes()).is_some())
+    let with_at: Vec<(&str, bool)> = lines_with_at(region)
+        .map(|(from, to)| (&region[from..to], &lower[from..to]))
         .map(|(l, low)| {
             let excluded = EXCLUDED_LINE.on_lowercase().is_match(low) && !l.contains("RCPT");
             (l, excluded)
@@ -649,6 +648,25 @@ impl<'a> Region<'a> {
             })
             .map(|start| self.starts.partition_point(|&s| s <= start) - 1)
     }
+}
+
+/// Byte ranges of the lines of `text` (as [`super::lines`] splits it) that
+/// hold an `@`, found from the `@`s: most lines of a report have none.
+fn lines_with_at(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = text.as_bytes();
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + memchr::memchr(b'@', b.get(from..)?)?;
+        let start = memchr::memrchr(b'\n', &b[..at]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &b[at..]).map_or(b.len(), |i| at + i);
+        from = end;
+        let end = if b[..end].ends_with(b"\r") {
+            end - 1
+        } else {
+            end
+        };
+        Some((start, end))
+    })
 }
 
 /// The lines of `region` that explain `address`: each line naming it, with
@@ -932,10 +950,18 @@ pub fn has_smtp_evidence(a: &Analysis) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::push_collapsed;
+    use super::{lines_with_at, push_collapsed};
     use proptest::prelude::*;
 
     proptest! {
+        /// The lines found from their `@` are the lines holding one.
+        #[test]
+        fn lines_with_at_are_the_lines_holding_one(text in "[a@\r\n]{0,40}") {
+            let ours: Vec<&str> = lines_with_at(&text).map(|(s, e)| &text[s..e]).collect();
+            let expected: Vec<&str> = crate::analysis::lines(&text).filter(|l| l.contains('@')).collect();
+            prop_assert_eq!(ours, expected);
+        }
+
         /// Collapsing is `split_whitespace` joined by single spaces, whichever
         /// path a line takes.
         #[test]
