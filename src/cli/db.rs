@@ -539,8 +539,9 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
             r.diagnostic = Some(text);
             let v = set.qualify(&r);
             println!("{}", serde_json::to_string(&v)?);
-            if !v.explanation.is_empty() {
-                println!("{}", v.explanation);
+            let why = v.explanation();
+            if !why.is_empty() {
+                println!("{why}");
             }
         }
         RulesCommand::Import { file } => {

@@ -54,7 +54,7 @@ pub struct RecipientResult<'a> {
     #[serde(flatten)]
     pub verdict: &'a Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<&'a str>,
+    pub explanation: Option<std::borrow::Cow<'a, str>>,
 }
 
 pub fn result<'a>(
@@ -83,7 +83,7 @@ pub fn result<'a>(
                 diagnostic: r.diagnostic.as_deref(),
                 remote_mta: r.remote_mta.as_deref(),
                 verdict: v,
-                explanation: explain.then_some(v.explanation.as_str()),
+                explanation: explain.then(|| v.explanation()),
             })
             .collect(),
     }
@@ -175,7 +175,7 @@ fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {
                 "  (to qualify)"
             },
         )?;
-        if let Some(e) = x.explanation {
+        if let Some(e) = &x.explanation {
             writeln!(out, "      why: {e}")?;
             if let Some(d) = x.diagnostic {
                 let d: String = d.chars().take(200).collect();

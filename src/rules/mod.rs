@@ -53,9 +53,19 @@ pub struct Verdict {
     pub rule: String,
     /// False when nothing explained the failure: it goes to the "to qualify" queue.
     pub qualified: bool,
-    /// Human-readable: why this verdict.
+    /// Human-readable: why this verdict; see [`Verdict::explanation`].
     #[serde(skip)]
-    pub explanation: String,
+    pub why: Explanation,
+}
+
+/// Why a verdict, kept in parts: only `--explain` and `rules test` read it,
+/// and formatting it for every recipient cost more than the rule search's
+/// verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Explanation {
+    /// The verdict's rule matched this text ("the diagnostic").
+    RuleMatched(&'static str),
+    Text(String),
 }
 
 impl Verdict {
@@ -72,7 +82,15 @@ impl Verdict {
             category,
             rule,
             qualified,
-            explanation,
+            why: Explanation::Text(explanation),
+        }
+    }
+
+    /// Human-readable: why this verdict.
+    pub fn explanation(&self) -> std::borrow::Cow<'_, str> {
+        match &self.why {
+            Explanation::RuleMatched(text) => format!("rule {} matched {text}", self.rule).into(),
+            Explanation::Text(t) => t.as_str().into(),
         }
     }
     /// The failure is the sender's fault and must not count against the address.
@@ -277,10 +295,10 @@ impl RuleSet {
                 category,
                 rule: "builtin:delayed".into(),
                 qualified: true,
-                explanation: format!(
+                why: Explanation::Text(format!(
                     "a delay warning: delivery is still being tried; the cause: {}",
-                    cause.explanation
-                ),
+                    cause.explanation()
+                )),
             };
         }
         if let Some(hint) = r.hint {
@@ -296,7 +314,12 @@ impl RuleSet {
         adjust_for_context(v, r.smtp_command, explicit_status, r.reply_code.is_some())
     }
 
-    fn rule_verdict(&self, text: Option<&str>, domain: &str, from: &str) -> Option<Verdict> {
+    fn rule_verdict(
+        &self,
+        text: Option<&str>,
+        domain: &str,
+        from: &'static str,
+    ) -> Option<Verdict> {
         let rule = self.first_match(text?, domain)?;
         Some(Verdict {
             bounce_type: rule.bounce_type,
@@ -304,7 +327,7 @@ impl RuleSet {
             category: rule.category,
             rule: rule.id.clone(),
             qualified: true,
-            explanation: format!("rule {} matched {from}", rule.id),
+            why: Explanation::RuleMatched(from),
         })
     }
 
@@ -357,14 +380,14 @@ impl RuleSet {
             category: Category::Undefined,
             rule: "builtin:undefined".into(),
             qualified: false,
-            explanation: format!(
+            why: Explanation::Text(format!(
                 "nothing explains this {}failure: queued to qualify",
                 match permanent {
                     Some(true) => "permanent ",
                     Some(false) => "temporary ",
                     None => "",
                 }
-            ),
+            )),
         }
     }
 }
@@ -421,7 +444,11 @@ fn adjust_for_context(
         ) => (Category::SenderRejected, at(cmd)),
         _ => return v,
     };
-    v.explanation = format!("{}; but {why}, so it is {}", v.explanation, to.describe());
+    v.why = Explanation::Text(format!(
+        "{}; but {why}, so it is {}",
+        v.explanation(),
+        to.describe()
+    ));
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
     v
@@ -542,7 +569,7 @@ mod tests {
                 (BounceType::Soft, Reason::Refused, Category::Filtered),
                 "{diag}"
             );
-            assert!(v.explanation.contains("but"), "{}", v.explanation);
+            assert!(v.explanation().contains("but"), "{}", v.explanation());
         }
     }
 

@@ -135,7 +135,7 @@ impl Prefilter {
         }
         // every occurrence, overlapping: a literal inside another one's
         // occurrence counts too
-        let mut hits = Vec::new();
+        let mut hits = Vec::with_capacity(16);
         self.literals
             .find_all(text.as_bytes(), |rule, start, exact| {
                 hits.push(Hit { rule, start, exact })
@@ -474,7 +474,12 @@ impl Literals {
         loop {
             let n = self.nodes[node];
             let label = &self.labels[n.label as usize..(n.label + n.label_len) as usize];
-            if !text[j..].starts_with(label) {
+            // inline: most labels are a few bytes and most walks stop at
+            // their first, where a comparison call costs more than the loop
+            let Some(ahead) = text.get(j..j + label.len()) else {
+                return;
+            };
+            if ahead.iter().zip(label).any(|(a, b)| a != b) {
                 return;
             }
             j += label.len();
