@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use inmail::analysis::{Analysis, RecipientReport};
 use inmail::config::QuarantineSettings;
 use inmail::model::{BounceType, Category, EmailAddress, MessageKind, Reason};
-use inmail::rules::{Rule, Verdict};
+use inmail::rules::{Explanation, Rule, Verdict};
 use inmail::store::{
     normalise_diagnostic, pattern_from_normalised, verp_token, AddressStatus, BounceInput,
     CorrelatedBy, NotCounted, QualificationStatus, RecipientOutcome, Store, StoreError,
@@ -45,7 +45,7 @@ fn verdict(t: BounceType, reason: Reason, category: Category) -> Verdict {
         category,
         rule: format!("test-{}", category.as_str()),
         qualified: true,
-        explanation: String::new(),
+        why: Explanation::Text(String::new()),
     }
 }
 
