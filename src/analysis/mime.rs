@@ -685,7 +685,15 @@ fn decoded_text(part: &Part, limits: &Limits) -> String {
 /// rest of the message.
 fn in_charset(bytes: &[u8], ctype: &mailparse::ParsedContentType) -> Option<String> {
     if bytes.is_ascii() {
-        if let Some(enc) = encoding_rs::Encoding::for_label(ctype.charset.as_bytes()) {
+        // the usual labels, known ASCII-compatible without the label table
+        let label = ctype.charset.as_str();
+        if ["us-ascii", "utf-8", "iso-8859-1"]
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(label))
+        {
+            return String::from_utf8(bytes.to_vec()).ok();
+        }
+        if let Some(enc) = encoding_rs::Encoding::for_label(label.as_bytes()) {
             let identity = enc.is_ascii_compatible()
                 || (enc == encoding_rs::ISO_2022_JP
                     && memchr::memchr3(0x1b, 0x0e, 0x0f, bytes).is_none());
