@@ -11,8 +11,8 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Every address in a header or text fragment, in order, parsed.
-pub fn all_addresses(s: &str) -> Vec<EmailAddress> {
-    address_spans(s).filter_map(|m| m.parse().ok()).collect()
+pub fn addresses(s: &str) -> impl Iterator<Item = EmailAddress> + '_ {
+    address_spans(s).filter_map(|m| m.parse().ok())
 }
 
 pub fn first_address(s: &str) -> Option<EmailAddress> {
@@ -188,9 +188,7 @@ impl Signals {
 pub fn bounce_signals(msg: &mime::Message) -> Signals {
     let mut s = Signals::default();
     if let Some(from) = msg.header("from") {
-        let addr_daemon = all_addresses(&from)
-            .iter()
-            .any(|a| DAEMON_LOCAL.is_match(a.local_part()));
+        let addr_daemon = addresses(&from).any(|a| DAEMON_LOCAL.is_match(a.local_part()));
         let name_part = from.split('<').next().unwrap_or("");
         s.daemon_sender = addr_daemon
             || DAEMON_NAME.is_match(name_part)
@@ -208,7 +206,7 @@ pub fn bounce_signals(msg: &mime::Message) -> Signals {
     });
     s.report = msg.content_type == "multipart/report";
     for v in msg.headers_named("x-failed-recipients") {
-        for a in all_addresses(v) {
+        for a in addresses(v) {
             if !s.failed_recipients.contains(&a) {
                 s.failed_recipients.push(a);
             }
@@ -289,7 +287,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
             .map(|(_, v)| v.as_str()),
     );
     for v in sources {
-        for a in all_addresses(v) {
+        for a in addresses(v) {
             // nearly no address is one: the groups are read only from a match
             if !corr.verp_pattern.is_match(a.as_str()) {
                 continue;

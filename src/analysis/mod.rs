@@ -399,7 +399,7 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
         // The complainant is the recipient of the returned message.
         if let Some(orig) = &msg.original_headers {
             if let Some(to) = mime::header_value(orig, "to") {
-                addrs.extend(headers::all_addresses(&to));
+                addrs.extend(headers::addresses(&to));
             }
         }
     }

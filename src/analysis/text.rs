@@ -542,13 +542,13 @@ fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
     let mut ex = Vec::new();
     for name in ["from", "to", "reply-to", "return-path", "sender", "cc"] {
         for v in msg.headers_named(name) {
-            ex.extend(headers::all_addresses(v));
+            ex.extend(headers::addresses(v));
         }
     }
     if let Some(h) = msg.original() {
         for name in ["from", "return-path", "sender", "reply-to"] {
             for v in mime::header_values(h, name) {
-                ex.extend(headers::all_addresses(v));
+                ex.extend(headers::addresses(v));
             }
         }
     }
@@ -886,8 +886,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         // A report that names nobody: the original's recipient is the one who failed.
         if let Some(to) = msg.original().and_then(|h| mime::first_header(h, "to")) {
             rcpts.extend(
-                headers::all_addresses(to)
-                    .into_iter()
+                headers::addresses(to)
                     .filter(|a| !excluded.iter().any(|e| e.same_key(a)))
                     .take(1),
             );
