@@ -85,16 +85,56 @@ static ADDRESS_BYTES: [u8; 256] = {
     table
 };
 
+/// What stands around an address in a header or a sentence: spaces, angle
+/// brackets, quotes, trailing punctuation.
+fn trim_address(s: &str) -> &str {
+    s.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .trim_end_matches(['.', ',', ';', ':'])
+}
+
+/// [`trim_address`] on ASCII, byte by byte: the analysis parses every
+/// address-shaped span of a bounce, and six `char` trims cost more than the
+/// rest of the parse.
+fn trim_ascii_address(s: &str) -> &str {
+    /// `(i, j)` narrowed past the bytes `start` takes at its front and `end` at its back.
+    fn narrow(
+        b: &[u8],
+        (mut i, mut j): (usize, usize),
+        start: impl Fn(u8) -> bool,
+        end: impl Fn(u8) -> bool,
+    ) -> (usize, usize) {
+        while i < j && start(b[i]) {
+            i += 1;
+        }
+        while j > i && end(b[j - 1]) {
+            j -= 1;
+        }
+        (i, j)
+    }
+    let b = s.as_bytes();
+    // what `char::is_whitespace` holds of ASCII
+    let space = |c: u8| matches!(c, b'\t'..=b'\r' | b' ');
+    let quote = |c: u8| c == b'"' || c == b'\'';
+    let mut r = narrow(b, (0, b.len()), space, space);
+    r = narrow(b, r, |c| c == b'<', |c| c == b'>');
+    r = narrow(b, r, space, space);
+    r = narrow(b, r, quote, quote);
+    r = narrow(b, r, |_| false, |c| matches!(c, b'.' | b',' | b';' | b':'));
+    &s[r.0..r.1]
+}
+
 impl FromStr for EmailAddress {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .trim()
-            .trim_matches(|c| c == '"' || c == '\'')
-            .trim_end_matches(['.', ',', ';', ':']);
+        let t = if s.is_ascii() {
+            trim_ascii_address(s)
+        } else {
+            trim_address(s)
+        };
         let bad = || ParseError::Address(truncate_for_error(s));
         if t.len() > MAX_ADDRESS_LEN || t.len() < 3 {
             return Err(bad());
@@ -552,8 +592,7 @@ mod tests {
                 prop_assert_eq!(a.domain(), a.domain().to_lowercase());
             }
             // a well-formed candidate the fast path rejected would show here
-            let t = s.trim().trim_start_matches('<').trim_end_matches('>').trim()
-                .trim_matches(|c| c == '"' || c == '\'').trim_end_matches(['.', ',', ';', ':']);
+            let t = trim_address(&s);
             if parsed.is_err() && by_chars(t) {
                 let ok_shape = t.rsplit_once('@').is_some_and(|(l, d)| {
                     !l.is_empty() && !d.is_empty() && (d.contains('.') || d.starts_with('[') || d == "localhost")
@@ -561,6 +600,13 @@ mod tests {
                 }) && t.len() >= 3;
                 prop_assert!(!ok_shape, "{t:?} rejected");
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ascii_trim_is_the_char_trim(s in "[a@.<>,;:'\" \t\x0b\x0c\r\n]{0,16}") {
+            prop_assert_eq!(trim_ascii_address(&s), trim_address(&s));
         }
     }
 
