@@ -542,7 +542,9 @@ fn decode_value(header: &[u8], key_len: usize) -> String {
     } else {
         value = b"";
     }
-    if memchr::memchr_iter(b'=', value).any(|i| value.get(i + 1) == Some(&b'?')) {
+    // nearly every value holds neither `=` nor a line break: one search says so
+    let plain = memchr::memchr2(b'=', b'\n', value).is_none();
+    if !plain && memchr::memchr_iter(b'=', value).any(|i| value.get(i + 1) == Some(&b'?')) {
         if let Ok((h, _)) = mailparse::parse_header(header) {
             return h.get_value();
         }
@@ -551,7 +553,8 @@ fn decode_value(header: &[u8], key_len: usize) -> String {
         Ok(t) => Cow::Borrowed(t),
         Err(_) => Cow::Owned(value.iter().map(|&b| char::from(b)).collect::<String>()),
     };
-    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+    // Latin-1 decoding keeps the bytes below 0x80, line breaks too
+    if plain || memchr::memchr(b'\n', text.as_bytes()).is_none() {
         return text.trim_start().to_owned();
     }
     let mut out = String::with_capacity(text.len());
