@@ -188,15 +188,15 @@ impl Signals {
 pub fn bounce_signals(msg: &mime::Message) -> Signals {
     let mut s = Signals::default();
     if let Some(from) = msg.header("from") {
-        let addr_daemon = addresses(&from).any(|a| DAEMON_LOCAL.is_match(a.local_part()));
+        let addr_daemon = addresses(from).any(|a| DAEMON_LOCAL.is_match(a.local_part()));
         let name_part = from.split('<').next().unwrap_or("");
         s.daemon_sender = addr_daemon
             || DAEMON_NAME.is_match(name_part)
             || (!from.contains('@') && DAEMON_LOCAL.is_match(from.trim()));
     }
     if let Some(subj) = msg.header("subject") {
-        s.bounce_subject = BOUNCE_SUBJECT.is_match(&subj) && !AUTO_REPLY_SUBJECT.is_match(&subj);
-        s.delay_warning = DELAY_SUBJECT.is_match(&subj);
+        s.bounce_subject = BOUNCE_SUBJECT.is_match(subj) && !AUTO_REPLY_SUBJECT.is_match(subj);
+        s.delay_warning = DELAY_SUBJECT.is_match(subj);
     }
     // list managers (Mailman, fml, Sympa) answer from their admin address
     s.daemon_sender |= msg.header("x-list-administrivia").is_some();
@@ -232,7 +232,7 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
         return true;
     }
     msg.header("subject")
-        .is_some_and(|s| AUTO_REPLY_SUBJECT.is_match(&s))
+        .is_some_and(|s| AUTO_REPLY_SUBJECT.is_match(s))
 }
 
 /// Message-ID, tracking id and VERP recipient of the message that bounced.
@@ -323,7 +323,7 @@ pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
         return first_address(v);
     }
     let subject = msg.header("subject")?;
-    if COMPLAINT_SUBJECT.is_match(&subject) {
+    if COMPLAINT_SUBJECT.is_match(subject) {
         return mime::first_header(orig, "to").and_then(first_address);
     }
     None
@@ -341,7 +341,7 @@ pub fn unsubscribe_request(msg: &mime::Message) -> Option<EmailAddress> {
     if !subject.trim().eq_ignore_ascii_case("unsubscribe") {
         return None;
     }
-    msg.header("from").and_then(|f| first_address(&f))
+    msg.header("from").and_then(first_address)
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ impl Message {
         *cell.get_or_init(|| super::text::find_original_marker(text))
     }
 
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         header_value(&self.headers, name)
     }
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -596,11 +596,11 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-pub fn header_value(headers: &[Header], name: &str) -> Option<String> {
+pub fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.as_str())
 }
 
 /// Headers of an embedded message or header block, tolerant of junk before

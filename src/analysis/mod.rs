@@ -304,8 +304,8 @@ impl Analyzer {
 
     fn classify(&self, msg: &mime::Message) -> Analysis {
         let mut a = Analysis::empty(MessageKind::NotBounce);
-        a.subject = msg.header("subject");
-        a.from = msg.header("from");
+        a.subject = msg.header("subject").map(str::to_owned);
+        a.from = msg.header("from").map(str::to_owned);
         a.original = headers::original_ref(msg, &self.correlation);
 
         if let Some(report) = &msg.feedback_report {
@@ -362,12 +362,12 @@ impl Analyzer {
 }
 
 fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
-    let Some(addr) = msg.header("from").and_then(|f| headers::first_address(&f)) else {
+    let Some(addr) = msg.header("from").and_then(headers::first_address) else {
         return;
     };
     let mut r = RecipientReport::new(addr);
     r.hint = Some(Category::AutoReply);
-    r.diagnostic = msg.header("subject");
+    r.diagnostic = msg.header("subject").map(str::to_owned);
     a.kind = MessageKind::AutoReply;
     a.recipients.push(r);
 }
@@ -399,7 +399,7 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
         // The complainant is the recipient of the returned message.
         if let Some(orig) = &msg.original_headers {
             if let Some(to) = mime::header_value(orig, "to") {
-                addrs.extend(headers::addresses(&to));
+                addrs.extend(headers::addresses(to));
             }
         }
     }
@@ -409,9 +409,7 @@ fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
         // platform sent it from.
         if let Some(orig) = &msg.original_headers {
             for name in ["x-original-to", "delivered-to"] {
-                if let Some(ad) =
-                    mime::header_value(orig, name).and_then(|v| headers::first_address(&v))
-                {
+                if let Some(ad) = mime::header_value(orig, name).and_then(headers::first_address) {
                     addrs.push(ad);
                     break;
                 }
