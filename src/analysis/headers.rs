@@ -217,18 +217,25 @@ pub fn bounce_signals(msg: &mime::Message) -> Signals {
 
 /// RFC 3834 and the common vendor markers of automatic replies.
 pub fn is_auto_reply(msg: &mime::Message) -> bool {
-    let h = |n: &str| msg.header(n).map(|v| v.trim().to_ascii_lowercase());
-    if h("auto-submitted").is_some_and(|v| v.starts_with("auto-replied")) {
-        return true;
-    }
-    if msg.header("x-autoreply").is_some()
-        || msg.header("x-autorespond").is_some()
-        || msg.header("x-autoresponder").is_some()
-        || h("x-auto-response").is_some()
+    let h = |n: &str| msg.header(n).map(str::trim);
+    if h("auto-submitted")
+        .and_then(|v| v.get(..12))
+        .is_some_and(|v| v.eq_ignore_ascii_case("auto-replied"))
     {
         return true;
     }
-    if h("precedence").is_some_and(|v| v == "auto_reply") {
+    if [
+        "x-autoreply",
+        "x-autorespond",
+        "x-autoresponder",
+        "x-auto-response",
+    ]
+    .iter()
+    .any(|n| msg.header(n).is_some())
+    {
+        return true;
+    }
+    if h("precedence").is_some_and(|v| v.eq_ignore_ascii_case("auto_reply")) {
         return true;
     }
     msg.header("subject")
