@@ -80,10 +80,33 @@ static ADDRESS_BYTES: [u8; 256] = {
         } else {
             0
         };
+        if c.is_ascii_alphanumeric() {
+            table[i] |= LOCAL_BYTE | LABEL_BYTE;
+        }
         i += 1;
     }
+    let symbols = b".!#$%&'*+/=?^_`{|}~-";
+    let mut k = 0;
+    while k < symbols.len() {
+        table[symbols[k] as usize] |= LOCAL_BYTE;
+        k += 1;
+    }
+    table[b'_' as usize] |= LABEL_BYTE;
+    table[b'-' as usize] |= LABEL_BYTE;
     table
 };
+
+/// An ASCII alphanumeric, `.` or one of RFC 5322 atext's symbols: what the
+/// analysis' address scanner takes for a local part.
+pub(crate) const LOCAL_BYTE: u8 = 8;
+/// An ASCII alphanumeric, `_` or `-`: what it takes for a domain label
+/// (`[\w-]` on ASCII).
+pub(crate) const LABEL_BYTE: u8 = 16;
+
+/// The classes of a byte, as the constants above name them.
+pub(crate) fn address_byte(c: u8) -> u8 {
+    ADDRESS_BYTES[usize::from(c)]
+}
 
 /// What stands around an address in a header or a sentence: spaces, angle
 /// brackets, quotes, trailing punctuation.

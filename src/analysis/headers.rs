@@ -2,7 +2,7 @@
 //! the message that was sent.
 
 use super::{mime, Correlation};
-use crate::model::{EmailAddress, OriginalRef};
+use crate::model::{address_byte, EmailAddress, OriginalRef, LABEL_BYTE, LOCAL_BYTE};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -52,39 +52,12 @@ pub struct AsciiAddresses<'a> {
     pos: usize,
 }
 
-/// Bytes of an address's local part: ASCII alphanumerics and RFC 5322 atext's symbols.
-const LOCAL: u8 = 1;
-/// Bytes of a domain label: ASCII alphanumerics, `_` and `-` (the regex's `[\w-]` on ASCII).
-const LABEL: u8 = 2;
-
-/// Each byte's classes, looked up once per byte of every address-shaped span.
-static ADDRESS_CHARS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 128 {
-        let b = c as u8;
-        if b.is_ascii_alphanumeric() {
-            t[c] = LOCAL | LABEL;
-        }
-        c += 1;
-    }
-    let symbols = b".!#$%&'*+/=?^_`{|}~-";
-    let mut i = 0;
-    while i < symbols.len() {
-        t[symbols[i] as usize] |= LOCAL;
-        i += 1;
-    }
-    t[b'_' as usize] |= LABEL;
-    t[b'-' as usize] |= LABEL;
-    t
-};
-
 impl<'a> Iterator for AsciiAddresses<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let b = self.s.as_bytes();
-        let local_char = |c: u8| ADDRESS_CHARS[usize::from(c)] & LOCAL != 0;
-        let label_char = |c: u8| ADDRESS_CHARS[usize::from(c)] & LABEL != 0;
+        let local_char = |c: u8| address_byte(c) & LOCAL_BYTE != 0;
+        let label_char = |c: u8| address_byte(c) & LABEL_BYTE != 0;
         let label_end =
             |from: usize| from + b[from..].iter().take_while(|&&c| label_char(c)).count();
         let mut search = self.pos;
