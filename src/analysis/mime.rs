@@ -944,6 +944,33 @@ mod tests {
     }
 
     proptest! {
+        /// The copy of ASCII text is what mailparse's decoding gives, for
+        /// every kind of label: ASCII-compatible, ISO-2022-JP with and
+        /// without its escapes, UTF-16, the replacement encoding's, unknown.
+        #[test]
+        fn ascii_text_decodes_like_mailparse(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(0x1bu8), Just(0x0e), Just(b'+'), Just(b'$'), Just(b'B'), 0u8..0x80],
+                0..40,
+            ),
+            label in prop_oneof![
+                Just("us-ascii"), Just("UTF-8"), Just("iso-8859-1"), Just("windows-1252"),
+                Just("shift_jis"), Just("iso-2022-jp"), Just("ISO-2022-JP"), Just("utf-16"),
+                Just("utf-16be"), Just("iso-2022-kr"), Just("utf-7"), Just("x-unknown"), Just(""),
+            ],
+        ) {
+            let ctype = mailparse::ParsedContentType {
+                charset: label.to_owned(),
+                ..Default::default()
+            };
+            prop_assert_eq!(
+                in_charset(&bytes, &ctype),
+                mailparse::body::Body::new(&bytes, &ctype, &None).get_body_text()
+            );
+        }
+    }
+
+    proptest! {
         /// What the walk reads of a Content-Type (type, charset, boundary)
         /// is what mailparse reads, for values without quoted semicolons.
         #[test]
