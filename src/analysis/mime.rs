@@ -698,23 +698,20 @@ fn decoded_text(part: &Part, limits: &Limits) -> String {
 /// it out of ASCII; its decoder walks byte by byte and costs more than the
 /// rest of the message.
 fn in_charset(bytes: &[u8], ctype: &mailparse::ParsedContentType) -> Option<String> {
-    if bytes.is_ascii() {
-        // the usual labels, known ASCII-compatible without the label table
-        let label = ctype.charset.as_str();
-        if ["us-ascii", "utf-8", "iso-8859-1"]
+    let label = ctype.charset.as_str();
+    // the usual labels are known ASCII-compatible without the label table
+    let identity = || {
+        ["us-ascii", "utf-8", "iso-8859-1"]
             .iter()
             .any(|l| l.eq_ignore_ascii_case(label))
-        {
-            return String::from_utf8(bytes.to_vec()).ok();
-        }
-        if let Some(enc) = encoding_rs::Encoding::for_label(label.as_bytes()) {
-            let identity = enc.is_ascii_compatible()
-                || (enc == encoding_rs::ISO_2022_JP
-                    && memchr::memchr3(0x1b, 0x0e, 0x0f, bytes).is_none());
-            if identity {
-                return String::from_utf8(bytes.to_vec()).ok();
-            }
-        }
+            || encoding_rs::Encoding::for_label(label.as_bytes()).is_some_and(|enc| {
+                enc.is_ascii_compatible()
+                    || (enc == encoding_rs::ISO_2022_JP
+                        && memchr::memchr3(0x1b, 0x0e, 0x0f, bytes).is_none())
+            })
+    };
+    if bytes.is_ascii() && identity() {
+        return String::from_utf8(bytes.to_vec()).ok();
     }
     mailparse::body::Body::new(bytes, ctype, &None).get_body_text()
 }
