@@ -264,7 +264,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
         orig.into_iter()
             .flatten()
             .filter(|(k, _)| k == "return-path")
-            .map(|(_, v)| v.as_str()),
+            .map(|(_, v)| &**v),
     );
     for v in sources {
         for a in addresses(v) {

@@ -7,27 +7,28 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// A decoded header: its name lowercased (one of the names the analysis
-/// reads, so mostly a static string) and its unfolded value.
-pub type Header = (Cow<'static, str>, String);
+/// reads, so mostly a static string) and its unfolded value, lent by the
+/// message's bytes unless decoding changed it.
+pub type Header<'a> = (Cow<'static, str>, Cow<'a, str>);
 
 /// A message reduced to the parts the analysis looks at.
 #[derive(Debug, Default)]
-pub struct Message {
-    pub headers: Vec<Header>,
+pub struct Message<'a> {
+    pub headers: Vec<Header<'a>>,
     /// Bodies of `message/delivery-status` and `message/global-delivery-status` parts.
-    pub delivery_status: Vec<String>,
+    pub delivery_status: Vec<Cow<'a, str>>,
     /// Body of a `message/feedback-report` part.
-    pub feedback_report: Option<String>,
+    pub feedback_report: Option<Cow<'a, str>>,
     /// Headers of the returned original (message/rfc822, text/rfc822-headers).
-    pub original_headers: Option<Vec<Header>>,
+    pub original_headers: Option<Vec<Header<'a>>>,
     /// Human-readable text parts of the report itself, in order.
-    pub texts: Vec<String>,
+    pub texts: Vec<Cow<'a, str>>,
     pub content_type: String,
     /// The first attached message, whole: some gateways forward a bounce as an attachment.
-    pub attached: Option<Vec<u8>>,
+    pub attached: Option<Cow<'a, [u8]>>,
     /// Header name of the platform's tracking id, lowercase.
     pub tracking_header: String,
-    inline_original: std::cell::OnceCell<Option<Vec<Header>>>,
+    inline_original: std::cell::OnceCell<Option<Vec<Header<'static>>>>,
     /// One per text, searched on first use: most reports are cut at the first text.
     original_markers: Vec<std::cell::OnceCell<Option<(usize, usize)>>>,
 }
@@ -111,9 +112,9 @@ fn lowercase_name(key: &[u8]) -> String {
     }
 }
 
-impl Message {
+impl<'a> Message<'a> {
     /// Headers of the returned original: its MIME part, or a copy inline in the text.
-    pub fn original(&self) -> Option<&[Header]> {
+    pub fn original(&self) -> Option<&[Header<'a>]> {
         match &self.original_headers {
             Some(h) if !h.is_empty() => Some(h),
             _ => self
@@ -132,14 +133,14 @@ impl Message {
     pub fn header(&self, name: &str) -> Option<&str> {
         header_value(&self.headers, name)
     }
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
             .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
-    pub fn parse(bytes: &[u8], limits: &Limits, tracking_header: &str) -> Result<Message, String> {
+    pub fn parse(bytes: &'a [u8], limits: &Limits, tracking_header: &str) -> Result<Self, String> {
         let tracking = tracking_header.to_ascii_lowercase();
         let mut m = Self::parse_structure(bytes, limits, &tracking)?;
         m.tracking_header = tracking;
@@ -147,7 +148,7 @@ impl Message {
         Ok(m)
     }
 
-    fn parse_structure(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
+    fn parse_structure(bytes: &'a [u8], limits: &Limits, tracking: &str) -> Result<Self, String> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Message::default());
         }
@@ -213,7 +214,14 @@ impl Message {
                     if m.original_headers.is_none() =>
                 {
                     let body = raw_body(&part, limits);
-                    m.original_headers = Some(parse_header_block(&body, tracking));
+                    m.original_headers = Some(match &body {
+                        Cow::Borrowed(b) => parse_header_block(b, tracking),
+                        // decoded here, kept below: the headers keep their values
+                        Cow::Owned(b) => parse_header_block(b, tracking)
+                            .into_iter()
+                            .map(|(k, v)| (k, Cow::Owned(v.into_owned())))
+                            .collect(),
+                    });
                     if mt.starts_with("message/") {
                         m.attached = Some(body);
                     }
@@ -230,19 +238,19 @@ impl Message {
         if m.texts.is_empty() && !diagnosed(&m.delivery_status) {
             m.texts = html
                 .iter()
-                .map(|part| strip_html(&decoded_text(part, limits)))
+                .map(|part| Cow::Owned(strip_html(&decoded_text(part, limits))))
                 .collect();
         }
         if m.delivery_status.is_empty() {
             // Reports whose MIME structure broke still carry the DSN fields inline.
             if let Some(fields) = m.texts.iter().find_map(|t| inline_delivery_status(t)) {
-                m.delivery_status.push(fields);
+                m.delivery_status.push(Cow::Owned(fields));
             }
         }
         Ok(m)
     }
 
-    fn headers_only(bytes: &[u8], limits: &Limits, tracking: &str) -> Result<Message, String> {
+    fn headers_only(bytes: &'a [u8], limits: &Limits, tracking: &str) -> Result<Self, String> {
         let mut headers = Vec::new();
         let end = scan_headers(bytes, |key, header| {
             if let Some(name) = wanted_name(key, tracking) {
@@ -254,7 +262,7 @@ impl Message {
         let body = &body[..body.len().min(limits.max_part_bytes)];
         Ok(Message {
             headers,
-            texts: vec![String::from_utf8_lossy(body).into_owned()],
+            texts: vec![String::from_utf8_lossy(body)],
             content_type: "text/plain".into(),
             ..Message::default()
         })
@@ -264,7 +272,7 @@ impl Message {
 /// Every recipient of the delivery-status parts has its own Diagnostic-Code.
 /// The human part then adds nothing the rules need, and when it is HTML only
 /// (AOL sends 60 KB of it) decoding and stripping it is most of the work.
-fn diagnosed(reports: &[String]) -> bool {
+fn diagnosed(reports: &[Cow<'_, str>]) -> bool {
     let count = |needle: &str| {
         reports
             .iter()
@@ -292,7 +300,7 @@ struct Part<'a> {
     /// Content-Transfer-Encoding, lowercased.
     encoding: Option<String>,
     /// The wanted headers, when asked for (the top level).
-    headers: Vec<Header>,
+    headers: Vec<Header<'a>>,
     body: &'a [u8],
     /// Raw bytes of each part of a multipart body.
     subparts: Vec<&'a [u8]>,
@@ -528,7 +536,7 @@ impl HeaderSpan {
 /// them), decoded exactly as mailparse's `get_value` does: unfolded, RFC 2047
 /// words decoded, UTF-8 or else Latin-1. Values without an encoded word,
 /// nearly all of them, are unfolded here without its tokenizer.
-fn decode_value(header: &[u8], key_len: usize) -> String {
+fn decode_value(header: &[u8], key_len: usize) -> Cow<'_, str> {
     let key = &header[..key_len.min(header.len())];
     let mut value = &header[key.len().min(header.len())..];
     if value.first() == Some(&b':') {
@@ -546,7 +554,7 @@ fn decode_value(header: &[u8], key_len: usize) -> String {
     let plain = memchr::memchr2(b'=', b'\n', value).is_none();
     if !plain && memchr::memchr_iter(b'=', value).any(|i| value.get(i + 1) == Some(&b'?')) {
         if let Ok((h, _)) = mailparse::parse_header(header) {
-            return h.get_value();
+            return Cow::Owned(h.get_value());
         }
     }
     let text = match std::str::from_utf8(value) {
@@ -555,7 +563,10 @@ fn decode_value(header: &[u8], key_len: usize) -> String {
     };
     // Latin-1 decoding keeps the bytes below 0x80, line breaks too
     if plain || memchr::memchr(b'\n', text.as_bytes()).is_none() {
-        return text.trim_start().to_owned();
+        return match text {
+            Cow::Borrowed(t) => Cow::Borrowed(t.trim_start()),
+            Cow::Owned(t) => Cow::Owned(t.trim_start().to_owned()),
+        };
     }
     let mut out = String::with_capacity(text.len());
     for (i, line) in super::lines(&text).enumerate() {
@@ -564,7 +575,7 @@ fn decode_value(header: &[u8], key_len: usize) -> String {
         }
         out.push_str(line.trim_start());
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The text from the first `Final-Recipient:` block's paragraph on, when a
@@ -596,17 +607,14 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-pub fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+pub fn header_value<'a>(headers: &'a [Header<'_>], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| &**v)
 }
 
 /// Headers of an embedded message or header block, tolerant of junk before
 /// them. Only the wanted headers are parsed: a returned original often carries
 /// dozens of Received lines nobody reads.
-pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<Header> {
+pub fn parse_header_block<'a>(body: &'a [u8], tracking: &str) -> Vec<Header<'a>> {
     let mut pos = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -639,54 +647,57 @@ pub fn parse_header_block(body: &[u8], tracking: &str) -> Vec<Header> {
 }
 
 /// Every header of a block whose name is `name`, lowercase names compared.
-pub fn first_header<'a>(block: &'a [Header], name: &str) -> Option<&'a str> {
-    block
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+pub fn first_header<'a>(block: &'a [Header<'_>], name: &str) -> Option<&'a str> {
+    block.iter().find(|(k, _)| k == name).map(|(_, v)| &**v)
 }
 
-fn raw_body(part: &Part, limits: &Limits) -> Vec<u8> {
+/// A part's body with its transfer encoding undone: lent by the message
+/// unless it was encoded.
+fn transfer_decoded<'a>(part: &Part<'a>) -> Result<Cow<'a, [u8]>, ()> {
     use mailparse::body::Body;
-    let mut b = match part.body() {
-        Body::QuotedPrintable(b) => decode_quoted_printable(b.get_raw()),
-        // a body whose transfer encoding is broken is read as it stands
-        Body::Base64(b) => b.get_decoded().unwrap_or_else(|_| b.get_raw().to_vec()),
-        Body::SevenBit(b) | Body::EightBit(b) => b.get_raw().to_vec(),
-        Body::Binary(b) => b.get_raw().to_vec(),
-    };
-    b.truncate(limits.max_part_bytes);
+    Ok(match part.body() {
+        Body::QuotedPrintable(b) => Cow::Owned(decode_quoted_printable(b.get_raw())),
+        Body::Base64(b) => Cow::Owned(b.get_decoded().map_err(|_| ())?),
+        Body::SevenBit(_) | Body::EightBit(_) | Body::Binary(_) => Cow::Borrowed(part.body),
+    })
+}
+
+fn raw_body<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, [u8]> {
+    // a body whose transfer encoding is broken is read as it stands
+    let mut b = transfer_decoded(part).unwrap_or(Cow::Borrowed(part.body));
+    match &mut b {
+        Cow::Borrowed(s) => *s = &s[..s.len().min(limits.max_part_bytes)],
+        Cow::Owned(v) => v.truncate(limits.max_part_bytes),
+    }
     b
 }
 
-fn raw_text(part: &Part, limits: &Limits) -> String {
-    // valid UTF-8 (nearly always) keeps its buffer instead of being copied
-    String::from_utf8(raw_body(part, limits))
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+fn raw_text<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, str> {
+    match raw_body(part, limits) {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        // valid UTF-8 (nearly always) keeps its buffer instead of being copied
+        Cow::Owned(v) => Cow::Owned(
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    }
 }
 
 /// A text part decoded (transfer encoding, then charset, as mailparse does).
-fn decoded_text(part: &Part, limits: &Limits) -> String {
-    use mailparse::body::Body;
-    let text = match part.body() {
-        Body::QuotedPrintable(b) => {
-            let bytes = decode_quoted_printable(b.get_raw());
-            in_charset(&bytes, &part.ctype)
-        }
-        Body::Base64(b) => match b.get_decoded() {
-            Ok(bytes) => in_charset(&bytes, &part.ctype),
-            Err(_) => None,
-        },
-        Body::SevenBit(b) | Body::EightBit(b) => in_charset(b.get_raw(), &part.ctype),
-        Body::Binary(b) => in_charset(b.get_raw(), &part.ctype),
-    };
+fn decoded_text<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, str> {
+    let text = transfer_decoded(part)
+        .ok()
+        .and_then(|bytes| in_charset(bytes, &part.ctype));
     let mut s = text.unwrap_or_else(|| raw_text(part, limits));
     if s.len() > limits.max_part_bytes {
         let mut cut = limits.max_part_bytes;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
-        s.truncate(cut);
+        match &mut s {
+            Cow::Borrowed(t) => *t = &t[..cut],
+            Cow::Owned(t) => t.truncate(cut),
+        }
     }
     s
 }
@@ -697,7 +708,10 @@ fn decoded_text(part: &Part, limits: &Limits) -> String {
 /// Japanese bounces) counts as one while no escape or shift byte switches
 /// it out of ASCII; its decoder walks byte by byte and costs more than the
 /// rest of the message.
-fn in_charset(bytes: &[u8], ctype: &mailparse::ParsedContentType) -> Option<String> {
+fn in_charset<'a>(
+    bytes: Cow<'a, [u8]>,
+    ctype: &mailparse::ParsedContentType,
+) -> Option<Cow<'a, str>> {
     let label = ctype.charset.as_str();
     // the usual labels are known ASCII-compatible without the label table
     let identity = || {
@@ -707,13 +721,18 @@ fn in_charset(bytes: &[u8], ctype: &mailparse::ParsedContentType) -> Option<Stri
             || encoding_rs::Encoding::for_label(label.as_bytes()).is_some_and(|enc| {
                 enc.is_ascii_compatible()
                     || (enc == encoding_rs::ISO_2022_JP
-                        && memchr::memchr3(0x1b, 0x0e, 0x0f, bytes).is_none())
+                        && memchr::memchr3(0x1b, 0x0e, 0x0f, &bytes).is_none())
             })
     };
     if bytes.is_ascii() && identity() {
-        return String::from_utf8(bytes.to_vec()).ok();
+        return match bytes {
+            Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+            Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+        };
     }
-    mailparse::body::Body::new(bytes, ctype, &None).get_body_text()
+    mailparse::body::Body::new(&bytes, ctype, &None)
+        .get_body_text()
+        .map(Cow::Owned)
 }
 
 trait BodyText {
@@ -884,11 +903,14 @@ pub fn bound_and_normalise(raw: &[u8], max: usize) -> (Cow<'_, [u8]>, bool) {
 }
 
 /// All header values of a block under `name`.
-pub fn header_values<'a>(block: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub fn header_values<'a>(
+    block: &'a [Header<'_>],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     block
         .iter()
         .filter(move |(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| &**v)
 }
 
 #[cfg(test)]
@@ -960,10 +982,11 @@ mod tests {
                 charset: label.to_owned(),
                 ..Default::default()
             };
-            prop_assert_eq!(
-                in_charset(&bytes, &ctype),
-                mailparse::body::Body::new(&bytes, &ctype, &None).get_body_text()
-            );
+            let want = mailparse::body::Body::new(&bytes, &ctype, &None).get_body_text();
+            let lent = in_charset(Cow::Borrowed(&bytes), &ctype);
+            let owned = in_charset(Cow::Owned(bytes.clone()), &ctype);
+            prop_assert_eq!(lent.as_deref(), want.as_deref());
+            prop_assert_eq!(owned.as_deref(), want.as_deref());
         }
     }
 

@@ -11,6 +11,7 @@
 //! MTAs that predate or ignore RFC 3464 ([`text`]), and only a message with a
 //! bounce's envelope *and* a failure in its text is a bounce.
 
+mod anchored;
 mod dsn;
 mod headers;
 mod mime;
@@ -47,14 +48,7 @@ impl Phrases {
     /// `pattern` as written for `(?i)`; its letters are lowercased here
     /// (not the escapes: `\S` stays `\S`).
     pub(crate) fn new(pattern: &str) -> Result<Self, regex::Error> {
-        let pattern = pattern.strip_prefix("(?i)").unwrap_or(pattern);
-        let mut lower = String::with_capacity(pattern.len());
-        let mut escaped = false;
-        for c in pattern.chars() {
-            lower.push(if escaped { c } else { c.to_ascii_lowercase() });
-            escaped = !escaped && c == '\\';
-        }
-        rx(&lower).map(Self)
+        rx(&lowercase_pattern(pattern)).map(Self)
     }
     pub(crate) fn is_match(&self, text: &str) -> bool {
         self.0.is_match(&ascii_lower(text))
@@ -63,6 +57,19 @@ impl Phrases {
     pub(crate) fn on_lowercase(&self) -> &regex::Regex {
         &self.0
     }
+}
+
+/// A pattern written for `(?i)` with its letters lowercased (not the
+/// escapes: `\S` stays `\S`).
+fn lowercase_pattern(pattern: &str) -> String {
+    let pattern = pattern.strip_prefix("(?i)").unwrap_or(pattern);
+    let mut lower = String::with_capacity(pattern.len());
+    let mut escaped = false;
+    for c in pattern.chars() {
+        lower.push(if escaped { c } else { c.to_ascii_lowercase() });
+        escaped = !escaped && c == '\\';
+    }
+    lower
 }
 
 pub(crate) fn ascii_lower(text: &str) -> std::borrow::Cow<'_, str> {

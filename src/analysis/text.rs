@@ -7,6 +7,7 @@
 use super::{headers, mime, Analysis, RecipientReport};
 use crate::model::{EmailAddress, EnhancedStatus, ReplyCode};
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 /// Longest diagnostic kept per recipient.
@@ -14,19 +15,28 @@ const MAX_DIAGNOSTIC: usize = 1000;
 /// Lines that may follow an address line as part of its explanation.
 const MAX_BLOCK_LINES: usize = 8;
 
-static ORIGINAL_MARKER: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(concat!(
-        r"(?i)(?:below this line is a copy of the message|this is a copy of the message|",
-        r"a copy of the original message|(?:the )?original message (?:follows|headers?)|",
-        r"original message\s*[\-=_*]{2,}|returned message|unsent message follows|",
-        r"(?:the )?header of the original message|header of the returned message|message headers follow|",
-        r"returned mail follows|headers? of (?:the )?(?:original|returned|your) message|",
-        r"undelivered message headers|forwarded message|original message header|",
-        r"content-type: message/(?:rfc822|global)|content-type: text/rfc822-headers|",
-        r"your message reads|the text you sent follows|rejected message|original e-?mail|",
-        r"message text follows|\[message headers\]|--- original message|original message:)"
-    ))
-    .expect("original marker regex")
+/// Phrases that introduce the copy of the original when they start a line.
+const ORIGINAL_MARKER_PATTERN: &str = concat!(
+    r"(?i)(?:below this line is a copy of the message|this is a copy of the message|",
+    r"a copy of the original message|(?:the )?original message (?:follows|headers?)|",
+    r"original message\s*[\-=_*]{2,}|returned message|unsent message follows|",
+    r"(?:the )?header of the original message|header of the returned message|message headers follow|",
+    r"returned mail follows|headers? of (?:the )?(?:original|returned|your) message|",
+    r"undelivered message headers|forwarded message|original message header|",
+    r"content-type: message/(?:rfc822|global)|content-type: text/rfc822-headers|",
+    r"your message reads|the text you sent follows|rejected message|original e-?mail|",
+    r"message text follows|\[message headers\]|--- original message|original message:)"
+);
+
+/// What may stand before a marker on its line: spaces and decoration such
+/// as `----- `. The same words inside a sentence are prose.
+fn marker_decoration(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
+}
+
+static ORIGINAL_MARKER: LazyLock<super::anchored::LineStartPhrases> = LazyLock::new(|| {
+    super::anchored::LineStartPhrases::new(ORIGINAL_MARKER_PATTERN, marker_decoration)
+        .expect("original marker regex")
 });
 
 /// Names that start an inline copy of a message's headers.
@@ -453,20 +463,9 @@ pub fn report_text(msg: &mime::Message) -> String {
 }
 
 /// The first marker of the returned original that stands at the start of a
-/// line (after decoration such as `----- `): the same words inside a
-/// sentence are prose. Kept out of the regex so its literal prefilter works.
+/// line (after decoration such as `----- `).
 pub fn find_original_marker(t: &str) -> Option<(usize, usize)> {
-    let lower = super::ascii_lower(t);
-    ORIGINAL_MARKER
-        .on_lowercase()
-        .find_iter(&lower)
-        .map(|m| (m.start(), m.end()))
-        .find(|&(start, _)| {
-            let line_start = memchr::memrchr(b'\n', &t.as_bytes()[..start]).map_or(0, |i| i + 1);
-            t[line_start..start].bytes().all(|b| {
-                b.is_ascii_whitespace() || matches!(b, b'-' | b'=' | b'_' | b'*' | b'#' | b'>')
-            })
-        })
+    ORIGINAL_MARKER.find(t)
 }
 
 fn cut_point(t: &str, marker: Option<(usize, usize)>) -> usize {
@@ -517,7 +516,7 @@ fn header_block_start(t: &str) -> Option<usize> {
 }
 
 /// Headers of an original message copied inline after the report text.
-pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header>> {
+pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header<'static>>> {
     for (i, t) in msg.texts.iter().enumerate() {
         let mut start = None;
         if let Some((_, end)) = msg.original_marker(i) {
@@ -529,7 +528,13 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header>> {
         if let Some(h) = header_block_start(&t[from..]) {
             let block = mime::parse_header_block(&t.as_bytes()[from + h..], &msg.tracking_header);
             if !block.is_empty() {
-                return Some(block);
+                // the text is the message's own: the headers keep their values
+                return Some(
+                    block
+                        .into_iter()
+                        .map(|(k, v)| (k, Cow::Owned(v.into_owned())))
+                        .collect(),
+                );
             }
         }
     }
@@ -1066,5 +1071,85 @@ mod header_line_tests {
             assert_eq!(is_header_line(l), want, "{l:?}");
             assert_eq!(HEADER_LINE.is_match(l), want, "{l:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::{find_original_marker, marker_decoration, ORIGINAL_MARKER_PATTERN};
+    use proptest::prelude::*;
+
+    /// Every match of the phrases in the lowercased text, then the first
+    /// one after nothing but decoration on its line.
+    fn reference(t: &str) -> (Option<(usize, usize)>, bool) {
+        let phrases = crate::analysis::Phrases::new(ORIGINAL_MARKER_PATTERN).expect("compiles");
+        let lower = crate::analysis::ascii_lower(t);
+        let mut spans_a_line = false;
+        for m in phrases.on_lowercase().find_iter(&lower) {
+            let line_start =
+                memchr::memrchr(b'\n', &t.as_bytes()[..m.start()]).map_or(0, |i| i + 1);
+            if t.as_bytes()[line_start..m.start()]
+                .iter()
+                .all(|&b| marker_decoration(b))
+            {
+                return (Some((m.start(), m.end())), spans_a_line);
+            }
+            spans_a_line |= m.as_str().contains('\n');
+        }
+        (None, spans_a_line)
+    }
+
+    const PIECES: &[&str] = &[
+        "original message",
+        "Original Message",
+        "ORIGINAL MESSAGE:",
+        "--- Original Message ---",
+        "-----",
+        "===",
+        "> ",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "x",
+        "The ",
+        "returned message",
+        "This is a copy of the message",
+        "Content-Type: message/rfc822",
+        "content-type: MESSAGE/global",
+        "headers of your message",
+        "the text you sent follows",
+        "Forwarded Message",
+        "original e-mail",
+        "[Message Headers]",
+        "meſſage",
+        "\u{212A}",
+        "\u{a0}",
+        "é",
+        "follows",
+    ];
+
+    proptest! {
+        /// The line-start search finds what filtering all matches found,
+        /// except where a match in a sentence ran on into the next line
+        /// and hid the start of a marker there (now found).
+        #[test]
+        fn finds_what_filtering_every_match_found(
+            picks in proptest::collection::vec(0..PIECES.len(), 0..14)
+        ) {
+            let t: String = picks.iter().map(|&i| PIECES[i]).collect();
+            let (want, spans_a_line) = reference(&t);
+            prop_assume!(!spans_a_line);
+            prop_assert_eq!(find_original_marker(&t), want, "{:?}", t);
+        }
+    }
+
+    #[test]
+    fn a_marker_counts_only_at_a_line_start() {
+        let t = "I read the original message follows here\n----- Original Message -----\nFrom: a";
+        let (start, end) = find_original_marker(t).expect("the second line is a marker");
+        assert_eq!(&t[start..end], "--- Original Message");
+        assert_eq!(find_original_marker("see the returned message below"), None);
+        assert_eq!(find_original_marker("  Returned message\n"), Some((2, 18)));
     }
 }

@@ -1,0 +1,211 @@
+//! Phrases that count only where they start a line, such as the markers in
+//! front of a returned message's copy ("----- Original message -----").
+//!
+//! Searching the whole text for the phrases and then dropping the matches
+//! inside sentences scans every byte of a report with a big lazy DFA and a
+//! literal prefilter, for a handful of line starts. Here each line start
+//! (and the decoration before the words) is screened by its first four
+//! bytes, and only the few that pass are checked by an anchored search.
+//!
+//! The phrases are written for [`super::Phrases`]: lowercase, run on an
+//! ASCII-lowercased text. The anchored regex reads the text as it stands
+//! instead, through the pattern's preimage under ASCII lowercasing (every
+//! lowercase letter also takes its capital; a capital, which no lowercased
+//! text holds, nothing), so no lowercase copy of the text is made and the
+//! matches are the ones the lowercase pattern finds in the lowercased text.
+
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{self, Class, ClassBytes, ClassBytesRange, ClassUnicode, Hir, HirKind};
+
+pub(crate) struct LineStartPhrases {
+    regex: Regex,
+    screen: Screen,
+    /// Bytes that may stand before the phrase on its line.
+    decoration: [bool; 256],
+}
+
+impl LineStartPhrases {
+    /// `pattern` as written for `(?i)` ([`super::Phrases::new`] reads it the same way).
+    pub(crate) fn new(pattern: &str, decoration: fn(u8) -> bool) -> Result<Self, String> {
+        let lower = crate::rules::ascii_word_boundaries(&super::lowercase_pattern(pattern));
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(&lower)
+            .map_err(|e| e.to_string())?;
+        let regex = Regex::builder()
+            .configure(Regex::config().nfa_size_limit(Some(1 << 20)))
+            .build_from_hir(&any_ascii_case(&hir))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            regex,
+            screen: Screen::new(&hir),
+            decoration: std::array::from_fn(|b| u8::try_from(b).is_ok_and(decoration)),
+        })
+    }
+
+    /// The first match that starts a line of `text` after nothing but
+    /// decoration, as `(start, end)`: the first match of the lowercase
+    /// pattern in the lowercased text that passes that test.
+    pub(crate) fn find(&self, text: &str) -> Option<(usize, usize)> {
+        let b = text.as_bytes();
+        let mut line = 0;
+        loop {
+            let mut p = line;
+            loop {
+                let here = *b.get(p)?;
+                if self.screen.passes(b, p) {
+                    let input = Input::new(text).span(p..b.len()).anchored(Anchored::Yes);
+                    if let Some(m) = self.regex.search(&input) {
+                        return Some((m.start(), m.end()));
+                    }
+                }
+                if here == b'\n' || !self.decoration[usize::from(here)] {
+                    break;
+                }
+                p += 1;
+            }
+            line = p + 1 + memchr::memchr(b'\n', b.get(p..)?)?;
+        }
+    }
+}
+
+/// The first bytes a match can start with (lowercase, up to four), from the
+/// pattern's prefix literals; a pattern without them screens nothing out.
+struct Screen {
+    /// For each first byte, 0 when no match starts with it, else 1 + its
+    /// index in `rest`.
+    first: [u8; 256],
+    /// The bytes that may follow the first one: up to three, how many.
+    rest: Vec<Vec<([u8; 3], usize)>>,
+    open: bool,
+}
+
+impl Screen {
+    const LEN: usize = 4;
+
+    fn new(hir: &Hir) -> Self {
+        let mut screen = Self {
+            first: [0; 256],
+            rest: Vec::new(),
+            open: true,
+        };
+        let mut e = Extractor::new();
+        e.kind(ExtractKind::Prefix).limit_literal_len(Self::LEN);
+        let seq = e.extract(hir);
+        let Some(lits) = seq.literals() else {
+            return screen;
+        };
+        if lits.iter().any(|l| l.as_bytes().is_empty()) || lits.len() > 200 {
+            return screen;
+        }
+        for l in lits {
+            let (&head, tail) = l.as_bytes().split_first().unwrap_or((&0, &[]));
+            let slot = match screen.first[usize::from(head)] {
+                0 => {
+                    screen.rest.push(Vec::new());
+                    // at most 200 literals, so at most 200 slots
+                    let n = u8::try_from(screen.rest.len()).unwrap_or(u8::MAX);
+                    screen.first[usize::from(head)] = n;
+                    n
+                }
+                n => n,
+            };
+            let mut rest = [0; 3];
+            let n = tail.len().min(3);
+            rest[..n].copy_from_slice(&tail[..n]);
+            screen.rest[usize::from(slot) - 1].push((rest, n));
+        }
+        screen.open = false;
+        screen
+    }
+
+    /// Whether a match could start at `at`.
+    fn passes(&self, b: &[u8], at: usize) -> bool {
+        if self.open {
+            return true;
+        }
+        let Some(&head) = b.get(at) else {
+            return false;
+        };
+        match self.first[usize::from(head.to_ascii_lowercase())] {
+            0 => false,
+            n => {
+                let after = b.get(at + 1..).unwrap_or_default();
+                self.rest[usize::from(n) - 1].iter().any(|(rest, len)| {
+                    // near the end of the text the anchored search decides
+                    after.len() < *len || after[..*len].eq_ignore_ascii_case(&rest[..*len])
+                })
+            }
+        }
+    }
+}
+
+/// The pattern that matches a text exactly where `hir` matches the text
+/// ASCII-lowercased: each lowercase letter also takes its capital, and a
+/// capital takes nothing.
+fn any_ascii_case(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Look(l) => Hir::look(*l),
+        HirKind::Literal(hir::Literal(bytes)) => {
+            // ASCII bytes in UTF-8 are whole characters: a byte-wise split
+            // keeps the other characters' sequences together
+            let mut parts = Vec::new();
+            let mut run = Vec::new();
+            for &b in bytes.iter() {
+                if b.is_ascii_alphabetic() {
+                    if !run.is_empty() {
+                        parts.push(Hir::literal(std::mem::take(&mut run)));
+                    }
+                    parts.push(if b.is_ascii_lowercase() {
+                        let (l, u) = (char::from(b), char::from(b.to_ascii_uppercase()));
+                        Hir::class(Class::Unicode(ClassUnicode::new([
+                            hir::ClassUnicodeRange::new(u, u),
+                            hir::ClassUnicodeRange::new(l, l),
+                        ])))
+                    } else {
+                        Hir::fail()
+                    });
+                } else {
+                    run.push(b);
+                }
+            }
+            if !run.is_empty() {
+                parts.push(Hir::literal(run));
+            }
+            Hir::concat(parts)
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut lower = c.clone();
+            lower.intersect(&ClassUnicode::new([hir::ClassUnicodeRange::new('a', 'z')]));
+            let mut out = c.clone();
+            out.difference(&ClassUnicode::new([hir::ClassUnicodeRange::new('A', 'Z')]));
+            out.union(&ClassUnicode::new(lower.iter().map(|r| {
+                let up = |c: char| char::from((c as u8).to_ascii_uppercase());
+                hir::ClassUnicodeRange::new(up(r.start()), up(r.end()))
+            })));
+            Hir::class(Class::Unicode(out))
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut lower = c.clone();
+            lower.intersect(&ClassBytes::new([ClassBytesRange::new(b'a', b'z')]));
+            let mut out = c.clone();
+            out.difference(&ClassBytes::new([ClassBytesRange::new(b'A', b'Z')]));
+            out.union(&ClassBytes::new(lower.iter().map(|r| {
+                ClassBytesRange::new(r.start().to_ascii_uppercase(), r.end().to_ascii_uppercase())
+            })));
+            Hir::class(Class::Bytes(out))
+        }
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(any_ascii_case(&r.sub)),
+        }),
+        HirKind::Capture(c) => any_ascii_case(&c.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(any_ascii_case).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(any_ascii_case).collect()),
+    }
+}
