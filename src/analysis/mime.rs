@@ -164,7 +164,7 @@ impl<'a> Message<'a> {
         let top = Part::read(bytes, false, Some(tracking))
             .map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
-            content_type: top.ctype.mimetype.clone(),
+            content_type: top.ctype.mimetype.to_string(),
             ..Message::default()
         };
         let mut stack: Vec<Part> = vec![top];
@@ -198,7 +198,7 @@ impl<'a> Message<'a> {
                 stack.extend(subparts.into_iter().rev());
                 continue;
             }
-            match mt.as_str() {
+            match &*mt {
                 "message/delivery-status" | "message/global-delivery-status" => {
                     m.delivery_status.push(raw_text(&part, limits))
                 }
@@ -296,9 +296,8 @@ fn diagnosed(reports: &[Cow<'_, str>]) -> bool {
 /// parsing the parts nobody visits: a bounce's Received lines and a
 /// returned original's body are most of its bytes.
 struct Part<'a> {
-    ctype: mailparse::ParsedContentType,
-    /// Content-Transfer-Encoding, lowercased.
-    encoding: Option<String>,
+    ctype: ContentType<'a>,
+    encoding: TransferEncoding,
     /// The wanted headers, when asked for (the top level).
     headers: Vec<Header<'a>>,
     body: &'a [u8],
@@ -324,26 +323,31 @@ impl<'a> Part<'a> {
             if first_type {
                 content_type = Some(value.clone());
             } else if first_encoding {
-                encoding = Some(value.to_lowercase());
+                encoding = Some(TransferEncoding::named(&value));
             }
             if let Some(name) = kept {
                 headers.push((name, value));
             }
         })?;
         let ctype = match content_type {
-            Some(v) => parse_content_type(&v),
+            Some(Cow::Borrowed(v)) => parse_content_type(v),
+            Some(Cow::Owned(v)) => parse_content_type(&v).into_owned(),
             None if in_digest => parse_content_type("message/rfc822"),
-            None => mailparse::ParsedContentType::default(),
+            None => ContentType {
+                mimetype: "text/plain".into(),
+                charset: "us-ascii".into(),
+                boundary: None,
+            },
         };
         let mut part = Part {
             body: &raw[body_start..],
             ctype,
-            encoding,
+            encoding: encoding.unwrap_or(TransferEncoding::Other),
             headers,
             subparts: Vec::new(),
         };
         if part.ctype.mimetype.starts_with("multipart/") && raw.len() > body_start {
-            if let Some(b) = part.ctype.params.get("boundary") {
+            if let Some(b) = &part.ctype.boundary {
                 let mut boundary = Vec::with_capacity(b.len() + 2);
                 boundary.extend_from_slice(b"--");
                 boundary.extend_from_slice(b.as_bytes());
@@ -356,9 +360,63 @@ impl<'a> Part<'a> {
         }
         Ok(part)
     }
+}
 
-    fn body(&self) -> mailparse::body::Body<'_> {
-        mailparse::body::Body::new(self.body, &self.ctype, &self.encoding)
+/// The transfer encodings that change a body, as mailparse tells them: by
+/// the lowercased value, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferEncoding {
+    Base64,
+    QuotedPrintable,
+    /// 7bit, 8bit, binary, or anything else: the body as it stands.
+    Other,
+}
+
+impl TransferEncoding {
+    fn named(value: &str) -> Self {
+        // No character outside ASCII lowercases into either name (the
+        // Kelvin sign becomes a `k`, which neither has).
+        if value.eq_ignore_ascii_case("base64") {
+            Self::Base64
+        } else if value.eq_ignore_ascii_case("quoted-printable") {
+            Self::QuotedPrintable
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// What the walk reads of a Content-Type, lent by the header's value where
+/// it needs no change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContentType<'a> {
+    /// Lowercase.
+    mimetype: Cow<'a, str>,
+    charset: Cow<'a, str>,
+    boundary: Option<Cow<'a, str>>,
+}
+
+impl ContentType<'_> {
+    fn into_owned(self) -> ContentType<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        ContentType {
+            mimetype: own(self.mimetype),
+            charset: own(self.charset),
+            boundary: self.boundary.map(own),
+        }
+    }
+
+    /// mailparse's form, for its charset decoders.
+    fn parsed(&self) -> mailparse::ParsedContentType {
+        mailparse::ParsedContentType {
+            mimetype: self.mimetype.to_string(),
+            charset: self.charset.to_string(),
+            params: self
+                .boundary
+                .iter()
+                .map(|b| ("boundary".to_owned(), b.to_string()))
+                .collect(),
+        }
     }
 }
 
@@ -368,9 +426,14 @@ impl<'a> Part<'a> {
 /// (a `*` in a name) go to mailparse; the rest, nearly all, are split here
 /// without its decoding machinery, which costs more than the whole header
 /// scan of a part.
-fn parse_content_type(value: &str) -> mailparse::ParsedContentType {
+fn parse_content_type(value: &str) -> ContentType<'_> {
     if value.as_bytes().contains(&b'*') {
-        return mailparse::parse_content_type(value);
+        let parsed = mailparse::parse_content_type(value);
+        return ContentType {
+            boundary: parsed.params.get("boundary").cloned().map(Cow::Owned),
+            mimetype: Cow::Owned(parsed.mimetype),
+            charset: Cow::Owned(parsed.charset),
+        };
     }
     // split at bytes, not chars: the value is a few dozen bytes and a
     // `char` searcher costs more per call than the loop
@@ -381,10 +444,12 @@ fn parse_content_type(value: &str) -> mailparse::ParsedContentType {
         token
     });
     let mimetype = tokens.next().unwrap_or_default().trim();
-    let mimetype = if mimetype.is_ascii() {
-        mimetype.to_ascii_lowercase()
+    let mimetype = if !mimetype.is_ascii() {
+        Cow::Owned(mimetype.to_lowercase())
+    } else if mimetype.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(mimetype.to_ascii_lowercase())
     } else {
-        mimetype.to_lowercase()
+        Cow::Borrowed(mimetype)
     };
     // the last of repeated parameters wins, as in mailparse's map
     let (mut charset, mut boundary) = (None, None);
@@ -407,16 +472,10 @@ fn parse_content_type(value: &str) -> mailparse::ParsedContentType {
         }
         *slot = Some(value);
     }
-    // The walk reads the boundary from the map and the charset from its own
-    // field: a part without a boundary needs no map.
-    let mut params = std::collections::BTreeMap::new();
-    if let Some(b) = boundary {
-        params.insert("boundary".to_owned(), b.to_owned());
-    }
-    mailparse::ParsedContentType {
+    ContentType {
         mimetype,
-        charset: charset.unwrap_or("us-ascii").to_owned(),
-        params,
+        charset: Cow::Borrowed(charset.unwrap_or("us-ascii")),
+        boundary: boundary.map(Cow::Borrowed),
     }
 }
 
@@ -654,11 +713,18 @@ pub fn first_header<'a>(block: &'a [Header<'_>], name: &str) -> Option<&'a str> 
 /// A part's body with its transfer encoding undone: lent by the message
 /// unless it was encoded.
 fn transfer_decoded<'a>(part: &Part<'a>) -> Result<Cow<'a, [u8]>, ()> {
-    use mailparse::body::Body;
-    Ok(match part.body() {
-        Body::QuotedPrintable(b) => Cow::Owned(decode_quoted_printable(b.get_raw())),
-        Body::Base64(b) => Cow::Owned(b.get_decoded().map_err(|_| ())?),
-        Body::SevenBit(_) | Body::EightBit(_) | Body::Binary(_) => Cow::Borrowed(part.body),
+    // mailparse's base64 decoder reads no Content-Type: one serves all parts
+    static ANY_TYPE: LazyLock<mailparse::ParsedContentType> = LazyLock::new(Default::default);
+    static BASE64: LazyLock<Option<String>> = LazyLock::new(|| Some("base64".to_owned()));
+    Ok(match part.encoding {
+        TransferEncoding::QuotedPrintable => Cow::Owned(decode_quoted_printable(part.body)),
+        TransferEncoding::Base64 => {
+            match mailparse::body::Body::new(part.body, &ANY_TYPE, &BASE64) {
+                mailparse::body::Body::Base64(b) => Cow::Owned(b.get_decoded().map_err(|_| ())?),
+                _ => Cow::Borrowed(part.body),
+            }
+        }
+        TransferEncoding::Other => Cow::Borrowed(part.body),
     })
 }
 
@@ -708,11 +774,8 @@ fn decoded_text<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, str> {
 /// Japanese bounces) counts as one while no escape or shift byte switches
 /// it out of ASCII; its decoder walks byte by byte and costs more than the
 /// rest of the message.
-fn in_charset<'a>(
-    bytes: Cow<'a, [u8]>,
-    ctype: &mailparse::ParsedContentType,
-) -> Option<Cow<'a, str>> {
-    let label = ctype.charset.as_str();
+fn in_charset<'a>(bytes: Cow<'a, [u8]>, ctype: &ContentType<'_>) -> Option<Cow<'a, str>> {
+    let label = &*ctype.charset;
     // the usual labels are known ASCII-compatible without the label table
     let identity = || {
         ["us-ascii", "utf-8", "iso-8859-1"]
@@ -730,7 +793,7 @@ fn in_charset<'a>(
             Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
         };
     }
-    mailparse::body::Body::new(&bytes, ctype, &None)
+    mailparse::body::Body::new(&bytes, &ctype.parsed(), &None)
         .get_body_text()
         .map(Cow::Owned)
 }
@@ -978,11 +1041,12 @@ mod tests {
                 Just("utf-16be"), Just("iso-2022-kr"), Just("utf-7"), Just("x-unknown"), Just(""),
             ],
         ) {
-            let ctype = mailparse::ParsedContentType {
-                charset: label.to_owned(),
-                ..Default::default()
+            let ctype = ContentType {
+                mimetype: "text/plain".into(),
+                charset: label.into(),
+                boundary: None,
             };
-            let want = mailparse::body::Body::new(&bytes, &ctype, &None).get_body_text();
+            let want = mailparse::body::Body::new(&bytes, &ctype.parsed(), &None).get_body_text();
             let lent = in_charset(Cow::Borrowed(&bytes), &ctype);
             let owned = in_charset(Cow::Owned(bytes.clone()), &ctype);
             prop_assert_eq!(lent.as_deref(), want.as_deref());
@@ -1003,8 +1067,12 @@ mod tests {
             let ours = parse_content_type(&value);
             let theirs = mailparse::parse_content_type(&value);
             prop_assert_eq!(
-                (&ours.mimetype, &ours.charset, ours.params.get("boundary")),
-                (&theirs.mimetype, &theirs.charset, theirs.params.get("boundary"))
+                (&*ours.mimetype, &*ours.charset, ours.boundary.as_deref()),
+                (
+                    theirs.mimetype.as_str(),
+                    theirs.charset.as_str(),
+                    theirs.params.get("boundary").map(String::as_str)
+                )
             );
         }
     }
