@@ -309,7 +309,8 @@ impl<'a> Part<'a> {
     fn read(raw: &'a [u8], in_digest: bool, wanted: Option<&str>) -> Result<Self, &'static str> {
         let mut content_type = None;
         let mut encoding = None;
-        let mut headers = Vec::new();
+        // a top-level header block keeps a dozen-odd of the wanted headers
+        let mut headers = Vec::with_capacity(if wanted.is_some() { 16 } else { 0 });
         let body_start = scan_headers(raw, |key, header| {
             let first_type = content_type.is_none() && key.eq_ignore_ascii_case(b"content-type");
             let first_encoding =
@@ -678,7 +679,7 @@ pub fn parse_header_block<'a>(body: &'a [u8], tracking: &str) -> Vec<Header<'a>>
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(body.len());
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
     while pos < body.len() {
         let rest = &body[pos..];
         let line_end = memchr::memchr(b'\n', rest)
@@ -740,7 +741,11 @@ fn raw_body<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, [u8]> {
 
 fn raw_text<'a>(part: &Part<'a>, limits: &Limits) -> Cow<'a, str> {
     match raw_body(part, limits) {
-        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        // the strict check is vectorised, the lossy one is not
+        Cow::Borrowed(b) => match std::str::from_utf8(b) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(b),
+        },
         // valid UTF-8 (nearly always) keeps its buffer instead of being copied
         Cow::Owned(v) => Cow::Owned(
             String::from_utf8(v)

@@ -625,7 +625,9 @@ pub struct Region<'a> {
 
 impl<'a> Region<'a> {
     pub fn new(text: &'a str) -> Self {
-        let lines: Vec<&str> = super::lines(text).collect();
+        // counted first: the lines are collected without growing the Vec
+        let mut lines = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
+        lines.extend(super::lines(text));
         let base = text.as_ptr() as usize;
         let starts = lines.iter().map(|l| l.as_ptr() as usize - base).collect();
         Self {
