@@ -146,9 +146,7 @@ impl Screen {
 /// ASCII-lowercased: each lowercase letter also takes its capital, and a
 /// capital takes nothing.
 fn any_ascii_case(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(l) => Hir::look(*l),
+    crate::rules::map_leaves(hir, &|leaf| match leaf.kind() {
         HirKind::Literal(hir::Literal(bytes)) => {
             // ASCII bytes in UTF-8 are whole characters: a byte-wise split
             // keeps the other characters' sequences together
@@ -198,14 +196,6 @@ fn any_ascii_case(hir: &Hir) -> Hir {
             })));
             Hir::class(Class::Bytes(out))
         }
-        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(any_ascii_case(&r.sub)),
-        }),
-        HirKind::Capture(c) => any_ascii_case(&c.sub),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(any_ascii_case).collect()),
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(any_ascii_case).collect()),
-    }
+        _ => leaf.clone(),
+    })
 }

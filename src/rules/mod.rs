@@ -476,6 +476,32 @@ pub(crate) fn ascii_word_boundaries(pattern: &str) -> String {
     out
 }
 
+/// `hir` rebuilt with each literal and class replaced by what `leaf` makes
+/// of it (captures dropped): the one walk behind the pattern rewrites that
+/// fold ASCII case.
+pub(crate) fn map_leaves(
+    hir: &regex_syntax::hir::Hir,
+    leaf: &impl Fn(&regex_syntax::hir::Hir) -> regex_syntax::hir::Hir,
+) -> regex_syntax::hir::Hir {
+    use regex_syntax::hir::{Hir, HirKind, Repetition};
+    match hir.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Look(l) => Hir::look(*l),
+        HirKind::Literal(_) | HirKind::Class(_) => leaf(hir),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(map_leaves(&r.sub, leaf)),
+        }),
+        HirKind::Capture(c) => map_leaves(&c.sub, leaf),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(|h| map_leaves(h, leaf)).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.iter().map(|h| map_leaves(h, leaf)).collect())
+        }
+    }
+}
+
 fn domain_in_scope(domain: &str, scope: &str) -> bool {
     let scope = scope.trim_start_matches('.');
     domain.eq_ignore_ascii_case(scope)

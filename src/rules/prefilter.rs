@@ -557,9 +557,7 @@ fn covers_only_ascii(hir: &Hir) -> bool {
 /// superset of the lowercased ASCII matches, which is all a prefix literal
 /// search with ASCII case folding needs.
 fn ascii_lowercase(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(l) => Hir::look(*l),
+    super::map_leaves(hir, &|leaf| match leaf.kind() {
         HirKind::Literal(hir::Literal(bytes)) => {
             if bytes.is_ascii() {
                 Hir::literal(bytes.to_ascii_lowercase())
@@ -577,16 +575,8 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
             );
             Hir::class(Class::Bytes(folded))
         }
-        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(ascii_lowercase(&r.sub)),
-        }),
-        HirKind::Capture(c) => ascii_lowercase(&c.sub),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(ascii_lowercase).collect()),
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(ascii_lowercase).collect()),
-    }
+        _ => leaf.clone(),
+    })
 }
 
 #[cfg(test)]
