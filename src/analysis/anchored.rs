@@ -74,50 +74,46 @@ impl LineStartPhrases {
 /// The first bytes a match can start with (lowercase, up to four), from the
 /// pattern's prefix literals; a pattern without them screens nothing out.
 struct Screen {
-    /// For each first byte, 0 when no match starts with it, else 1 + its
-    /// index in `rest`.
-    first: [u8; 256],
-    /// The bytes that may follow the first one: up to three, how many.
-    rest: Vec<Vec<([u8; 3], usize)>>,
+    /// For each first byte, the literals' tails after it. No entry: no
+    /// match starts with that byte.
+    tails: Box<[Vec<Tail>; 256]>,
     open: bool,
 }
+
+/// Up to three bytes that follow a literal's first one, and how many.
+type Tail = ([u8; 3], usize);
 
 impl Screen {
     const LEN: usize = 4;
 
     fn new(hir: &Hir) -> Self {
-        let mut screen = Self {
-            first: [0; 256],
-            rest: Vec::new(),
+        let open = Self {
+            tails: Box::new(std::array::from_fn(|_| Vec::new())),
             open: true,
         };
         let mut e = Extractor::new();
         e.kind(ExtractKind::Prefix).limit_literal_len(Self::LEN);
         let seq = e.extract(hir);
         let Some(lits) = seq.literals() else {
-            return screen;
+            return open;
         };
-        if lits.iter().any(|l| l.as_bytes().is_empty()) || lits.len() > 200 {
-            return screen;
-        }
+        let mut screen = Self {
+            open: false,
+            ..open
+        };
         for l in lits {
-            let (&head, tail) = l.as_bytes().split_first().unwrap_or((&0, &[]));
-            let slot = match screen.first[usize::from(head)] {
-                0 => {
-                    screen.rest.push(Vec::new());
-                    // at most 200 literals, so at most 200 slots
-                    let n = u8::try_from(screen.rest.len()).unwrap_or(u8::MAX);
-                    screen.first[usize::from(head)] = n;
-                    n
-                }
-                n => n,
+            // the empty literal: a match could start with any byte
+            let Some((&head, tail)) = l.as_bytes().split_first() else {
+                return Self {
+                    open: true,
+                    ..screen
+                };
             };
             let mut rest = [0; 3];
             let n = tail.len().min(3);
             rest[..n].copy_from_slice(&tail[..n]);
-            screen.rest[usize::from(slot) - 1].push((rest, n));
+            screen.tails[usize::from(head)].push((rest, n));
         }
-        screen.open = false;
         screen
     }
 
@@ -129,16 +125,14 @@ impl Screen {
         let Some(&head) = b.get(at) else {
             return false;
         };
-        match self.first[usize::from(head.to_ascii_lowercase())] {
-            0 => false,
-            n => {
-                let after = b.get(at + 1..).unwrap_or_default();
-                self.rest[usize::from(n) - 1].iter().any(|(rest, len)| {
-                    // near the end of the text the anchored search decides
-                    after.len() < *len || after[..*len].eq_ignore_ascii_case(&rest[..*len])
-                })
-            }
-        }
+        // `at` is inside `b`, so this is at most empty
+        let after = &b[at + 1..];
+        self.tails[usize::from(head.to_ascii_lowercase())]
+            .iter()
+            .any(|(rest, len)| {
+                // near the end of the text the anchored search decides
+                after.len() < *len || after[..*len].eq_ignore_ascii_case(&rest[..*len])
+            })
     }
 }
 
