@@ -38,7 +38,7 @@ impl EmailAddress {
         &self.0
     }
     pub fn local_part(&self) -> &str {
-        self.0.rsplit_once('@').map(|(l, _)| l).unwrap_or(&self.0)
+        local_part_of(&self.0)
     }
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
@@ -150,9 +150,12 @@ fn trim_ascii_address(s: &str) -> &str {
     &s[r.0..r.1]
 }
 
-impl FromStr for EmailAddress {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl EmailAddress {
+    /// `s` as an [`EmailAddress`] holds it, lent by `s` when that is a
+    /// slice of it (an ASCII address with a lowercase domain, nearly every
+    /// one): for the checks that look at an address and keep none.
+    pub fn normalized(s: &str) -> Result<std::borrow::Cow<'_, str>, ParseError> {
+        use std::borrow::Cow;
         let t = if s.is_ascii() {
             trim_ascii_address(s)
         } else {
@@ -193,12 +196,15 @@ impl FromStr for EmailAddress {
             if seen & FORBIDDEN_BYTE != 0 || all & DOMAIN_BYTE == 0 {
                 return Err(bad());
             }
+            if !d.iter().any(u8::is_ascii_uppercase) {
+                return Ok(Cow::Borrowed(t));
+            }
             let mut out = String::with_capacity(t.len());
             out.push_str(local);
             out.push('@');
             out.push_str(domain);
             out[local.len() + 1..].make_ascii_lowercase();
-            return Ok(EmailAddress(out));
+            return Ok(Cow::Owned(out));
         }
         if t.chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
@@ -211,7 +217,19 @@ impl FromStr for EmailAddress {
         {
             return Err(bad());
         }
-        Ok(EmailAddress(format!("{local}@{}", domain.to_lowercase())))
+        Ok(Cow::Owned(format!("{local}@{}", domain.to_lowercase())))
+    }
+}
+
+/// The local part of a normalised address (see [`EmailAddress::local_part`]).
+pub fn local_part_of(address: &str) -> &str {
+    address.rsplit_once('@').map(|(l, _)| l).unwrap_or(address)
+}
+
+impl FromStr for EmailAddress {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::normalized(s).map(|a| EmailAddress(a.into_owned()))
     }
 }
 
@@ -371,10 +389,11 @@ macro_rules! string_enum {
         impl FromStr for $name {
             type Err = ParseError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s.trim().to_ascii_lowercase().as_str() {
-                    $($s => Ok($name::$var),)+
-                    other => Err(ParseError::Unknown { what: $what, value: truncate_for_error(other) }),
-                }
+                // the names are lowercase: compared as they stand, a DSN's
+                // `Action: Failed` needs no lowercase copy
+                let t = s.trim();
+                $(if t.eq_ignore_ascii_case($s) { return Ok($name::$var); })+
+                Err(ParseError::Unknown { what: $what, value: truncate_for_error(&t.to_ascii_lowercase()) })
             }
         }
         impl TryFrom<String> for $name {
@@ -595,6 +614,28 @@ pub struct OriginalRef {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `FromStr` compares the names ASCII-case-insensitively as they stand:
+    /// right only while every name is lowercase.
+    #[test]
+    fn enum_names_are_lowercase_and_parse_in_any_case() {
+        fn check<T: FromStr + PartialEq + fmt::Debug + Copy>(
+            all: &[T],
+            name: impl Fn(&T) -> &'static str,
+        ) {
+            for v in all {
+                let n = name(v);
+                assert_eq!(n, n.to_ascii_lowercase());
+                assert_eq!(n.to_ascii_uppercase().parse::<T>().ok(), Some(*v));
+            }
+        }
+        check(BounceType::ALL, |v| v.as_str());
+        check(Reason::ALL, |v| v.as_str());
+        check(MessageKind::ALL, |v| v.as_str());
+        check(Action::ALL, |v| v.as_str());
+        check(SmtpCommand::ALL, |v| v.as_str());
+        check(Category::ALL, |v| v.as_str());
+    }
 
     /// The character-by-character checks the ASCII fast path stands in for.
     fn by_chars(t: &str) -> bool {

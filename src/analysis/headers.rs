@@ -2,8 +2,11 @@
 //! the message that was sent.
 
 use super::{mime, Correlation};
-use crate::model::{address_byte, EmailAddress, OriginalRef, LABEL_BYTE, LOCAL_BYTE};
+use crate::model::{
+    address_byte, local_part_of, EmailAddress, OriginalRef, LABEL_BYTE, LOCAL_BYTE,
+};
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
@@ -13,6 +16,12 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 /// Every address in a header or text fragment, in order, parsed.
 pub fn addresses(s: &str) -> impl Iterator<Item = EmailAddress> + '_ {
     address_spans(s).filter_map(|m| m.parse().ok())
+}
+
+/// Every address in a header or text fragment, in order, as
+/// [`EmailAddress::normalized`] gives it: for checks that keep none.
+pub fn normalized_addresses(s: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+    address_spans(s).filter_map(|m| EmailAddress::normalized(m).ok())
 }
 
 pub fn first_address(s: &str) -> Option<EmailAddress> {
@@ -161,7 +170,8 @@ impl Signals {
 pub fn bounce_signals(msg: &mime::Message) -> Signals {
     let mut s = Signals::default();
     if let Some(from) = msg.header("from") {
-        let addr_daemon = addresses(from).any(|a| DAEMON_LOCAL.is_match(a.local_part()));
+        let addr_daemon =
+            normalized_addresses(from).any(|a| DAEMON_LOCAL.is_match(local_part_of(&a)));
         let name_part = from.split('<').next().unwrap_or("");
         s.daemon_sender = addr_daemon
             || DAEMON_NAME.is_match(name_part)
@@ -219,19 +229,20 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
 pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let mut o = OriginalRef::default();
     let orig = msg.original();
-    let tracking = corr.tracking_header.to_ascii_lowercase();
+    // lowercased once, by the parse
+    let tracking = msg.tracking_header.as_str();
     if let Some(h) = orig {
         o.message_id = mime::first_header(h, "message-id")
             .map(clean_id)
             .filter(|s| !s.is_empty());
-        o.tracking_id = mime::first_header(h, &tracking)
+        o.tracking_id = mime::first_header(h, tracking)
             .map(|v| v.trim().to_string())
             .filter(|s| !s.is_empty());
     }
     if o.tracking_id.is_none() {
         // some MTAs return only the body, or the platform put the id on the bounce path
         o.tracking_id = msg
-            .header(&tracking)
+            .header(tracking)
             .map(|v| v.trim().to_string())
             .filter(|s| !s.is_empty());
     }
@@ -244,7 +255,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
         .as_deref()
         .map(super::dsn::parse_fields)
         .unwrap_or_default();
-    let mut sources: Vec<&str> = [
+    let sources = [
         "x-original-to",
         "delivered-to",
         "envelope-to",
@@ -253,26 +264,25 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     ]
     .into_iter()
     .flat_map(|name| msg.headers_named(name))
-    .collect();
-    sources.extend(
+    .chain(
         report_fields
             .iter()
             .filter(|(k, _)| k == "original-mail-from")
             .map(|(_, v)| v.as_ref()),
-    );
-    sources.extend(
+    )
+    .chain(
         orig.into_iter()
             .flatten()
             .filter(|(k, _)| k == "return-path")
             .map(|(_, v)| &**v),
     );
     for v in sources {
-        for a in addresses(v) {
+        for a in normalized_addresses(v) {
             // nearly no address is one: the groups are read only from a match
-            if !corr.verp_pattern.is_match(a.as_str()) {
+            if !corr.verp_pattern.is_match(&a) {
                 continue;
             }
-            if let Some(c) = corr.verp_pattern.captures(a.as_str()) {
+            if let Some(c) = corr.verp_pattern.captures(&a) {
                 let (Some(l), Some(d)) = (c.name("local"), c.name("domain")) else {
                     continue;
                 };

@@ -23,15 +23,20 @@ pub struct Message<'a> {
     pub original_headers: Option<Vec<Header<'a>>>,
     /// Human-readable text parts of the report itself, in order.
     pub texts: Vec<Cow<'a, str>>,
-    pub content_type: String,
+    /// The top-level media type, lowercase.
+    pub content_type: Cow<'a, str>,
     /// The first attached message, whole: some gateways forward a bounce as an attachment.
     pub attached: Option<Cow<'a, [u8]>>,
     /// Header name of the platform's tracking id, lowercase.
     pub tracking_header: String,
     inline_original: std::cell::OnceCell<Option<Vec<Header<'static>>>>,
-    /// One per text, searched on first use: most reports are cut at the first text.
-    original_markers: Vec<std::cell::OnceCell<Option<(usize, usize)>>>,
+    /// One per text (of the first few), searched on first use: most reports
+    /// are cut at the first text.
+    original_markers: [std::cell::OnceCell<Option<(usize, usize)>>; MARKED_TEXTS],
 }
+
+/// Texts whose marker search is kept; a report has one or two.
+const MARKED_TEXTS: usize = 4;
 
 /// Headers the analysis reads; decoding only these keeps parsing cheap.
 const WANTED_HEADERS: &[&str] = &[
@@ -126,8 +131,11 @@ impl<'a> Message<'a> {
 
     /// Where the copy of the original starts in text `i`, searched once.
     pub fn original_marker(&self, i: usize) -> Option<(usize, usize)> {
-        let (cell, text) = (self.original_markers.get(i)?, self.texts.get(i)?);
-        *cell.get_or_init(|| super::text::find_original_marker(text))
+        let text = self.texts.get(i)?;
+        match self.original_markers.get(i) {
+            Some(cell) => *cell.get_or_init(|| super::text::find_original_marker(text)),
+            None => super::text::find_original_marker(text),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -144,7 +152,6 @@ impl<'a> Message<'a> {
         let tracking = tracking_header.to_ascii_lowercase();
         let mut m = Self::parse_structure(bytes, limits, &tracking)?;
         m.tracking_header = tracking;
-        m.original_markers = m.texts.iter().map(|_| Default::default()).collect();
         Ok(m)
     }
 
@@ -164,10 +171,12 @@ impl<'a> Message<'a> {
         let top = Part::read(bytes, false, Some(tracking))
             .map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
-            content_type: top.ctype.mimetype.to_string(),
+            content_type: top.ctype.mimetype.clone(),
             ..Message::default()
         };
-        let mut stack: Vec<Part> = vec![top];
+        // a report's parts, nested once: no growth for the usual bounce
+        let mut stack: Vec<Part> = Vec::with_capacity(8);
+        stack.push(top);
         let mut visited = 0usize;
         // HTML parts are read only when there is no plain text: decoding and
         // stripping them is left until then.
@@ -349,11 +358,8 @@ impl<'a> Part<'a> {
         };
         if part.ctype.mimetype.starts_with("multipart/") && raw.len() > body_start {
             if let Some(b) = &part.ctype.boundary {
-                let mut boundary = Vec::with_capacity(b.len() + 2);
-                boundary.extend_from_slice(b"--");
-                boundary.extend_from_slice(b.as_bytes());
                 if let Some(body_end) =
-                    split_multipart(raw, body_start, &boundary, &mut part.subparts)
+                    split_multipart(raw, body_start, b.as_bytes(), &mut part.subparts)
                 {
                     part.body = &raw[body_start..body_end];
                 }
@@ -480,7 +486,7 @@ fn parse_content_type(value: &str) -> ContentType<'_> {
     }
 }
 
-/// Splits a multipart body at `boundary` lines into `parts`; returns where
+/// Splits a multipart body at `--boundary` lines into `parts`; returns where
 /// the preamble ends, or None when the boundary never occurs.
 fn split_multipart<'a>(
     raw: &'a [u8],
@@ -488,15 +494,17 @@ fn split_multipart<'a>(
     boundary: &[u8],
     parts: &mut Vec<&'a [u8]>,
 ) -> Option<usize> {
+    // the boundary line's length: `--` and the boundary
+    let line_len = boundary.len() + 2;
     let first = find_line_prefix(raw, body_start, boundary)?;
-    let mut boundary_end = first + boundary.len();
+    let mut boundary_end = first + line_len;
     while let Some(part_start) =
         memchr::memchr(b'\n', &raw[boundary_end..]).map(|i| boundary_end + i + 1)
     {
         let next = find_line_prefix(raw, part_start, boundary);
         let part_end = next.map_or(raw.len(), |x| strip_trailing_newline(raw, part_start, x));
         parts.push(&raw[part_start..part_end]);
-        boundary_end = next.map_or(raw.len(), |x| x + boundary.len());
+        boundary_end = next.map_or(raw.len(), |x| x + line_len);
         if boundary_end + 2 > raw.len() || raw[boundary_end..].starts_with(b"--") {
             break;
         }
@@ -504,22 +512,21 @@ fn split_multipart<'a>(
     Some(strip_trailing_newline(raw, body_start, first))
 }
 
-/// First `key` (a boundary line, `--` and the boundary) at or after `from`
-/// that starts a line or stands at `from`. Lines starting with `--` are rare,
+/// First boundary line (`--` and `boundary`) at or after `from` that starts
+/// a line or stands at `from`. Lines starting with `--` are rare,
 /// so they are found with one searcher built once rather than one built per
 /// boundary, which costs more than the search.
-fn find_line_prefix(raw: &[u8], from: usize, key: &[u8]) -> Option<usize> {
+fn find_line_prefix(raw: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
     static LINE_DASHES: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"\n--"));
-    debug_assert!(key.starts_with(b"--"));
-    let rest = &raw[from..];
-    if rest.starts_with(key) {
+    let line = |at: usize| raw[at..].starts_with(b"--") && raw[at + 2..].starts_with(boundary);
+    if line(from) {
         return Some(from);
     }
     LINE_DASHES
-        .find_iter(rest)
+        .find_iter(&raw[from..])
         .map(|i| from + i + 1)
-        .find(|&i| raw[i..].starts_with(key))
+        .find(|&i| line(i))
 }
 
 /// The newline just before a boundary belongs to the boundary.

@@ -220,10 +220,10 @@ struct Mention {
 
 /// Every mention, left to right and not overlapping, as the regex
 /// `(?:in reply to (?:the )?)?(?:end of data|...|after data\b|...|\b(?:helo|ehlo)\b|...)`
-/// finds them: no two phrases can match at one position, so a phrase whose
-/// word boundary fails leaves its position to the next one.
-fn smtp_mentions(lower: &str) -> impl Iterator<Item = Mention> + '_ {
-    let b = lower.as_bytes();
+/// finds them in an ASCII-lowercased text: no two phrases can match at one
+/// position, so a phrase whose word boundary fails leaves its position to
+/// the next one.
+fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
     let word = |i: usize| {
         b.get(i)
             .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
@@ -263,8 +263,21 @@ fn smtp_mentions(lower: &str) -> impl Iterator<Item = Mention> + '_ {
 /// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
-    let lower = super::ascii_lower(s);
-    let mut mentions = smtp_mentions(&lower).peekable();
+    // a diagnostic is lowercased on the stack, a longer text on the heap
+    let mut stack = [0u8; 256];
+    let heap;
+    let lower = match stack.get_mut(..s.len()) {
+        Some(copy) => {
+            copy.copy_from_slice(s.as_bytes());
+            copy.make_ascii_lowercase();
+            &*copy
+        }
+        None => {
+            heap = s.to_ascii_lowercase();
+            heap.as_bytes()
+        }
+    };
+    let mut mentions = smtp_mentions(lower).peekable();
     mentions.peek()?;
     let reply_at = reply_code_at(s).map(|(p, _)| p);
     let mut best: Option<(usize, crate::model::SmtpCommand)> = None;
@@ -592,10 +605,11 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> V
         .collect();
     // An address named once as a contact or a sender ("please contact
     // <support@...>") is not a recipient where the text names it again.
-    let mut named_otherwise: Vec<EmailAddress> = excluded.to_vec();
+    let mut named_here: Vec<EmailAddress> = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| *excluded) {
-        named_otherwise.extend(headers::address_spans(line).filter_map(|m| m.parse().ok()));
+        named_here.extend(headers::address_spans(line).filter_map(|m| m.parse().ok()));
     }
+    let named_otherwise = || excluded.iter().chain(&named_here);
     let mut out: Vec<EmailAddress> = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| !*excluded) {
         for m in headers::address_spans(line) {
@@ -603,7 +617,7 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> V
                 continue;
             };
             if SERVICE_LOCAL.is_match(a.local_part())
-                || named_otherwise.iter().any(|e| e.same_key(&a))
+                || named_otherwise().any(|e| e.same_key(&a))
                 || out.iter().any(|o| o.same_key(&a))
             {
                 continue;
@@ -684,7 +698,7 @@ pub fn block_for(region: &Region<'_>, address: &str) -> Option<String> {
 
 fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
     let lines = &region.lines;
-    let needle = address.to_ascii_lowercase();
+    let needle = super::ascii_lower(address);
     let mut out = String::new();
     let mut occurrences = 0;
     let mut i = 0;
@@ -1027,10 +1041,11 @@ mod smtp_command_tests {
                 "initial greeting", "end of data", "in reply",
             ];
             let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
-            let ours: Vec<_> = smtp_mentions(&text)
+            let lower = text.to_ascii_lowercase();
+            let ours: Vec<_> = smtp_mentions(lower.as_bytes())
                 .map(|m| (m.start, m.in_reply, m.command))
                 .collect();
-            prop_assert_eq!(ours, reference(&text));
+            prop_assert_eq!(ours, reference(&lower));
         }
     }
 }

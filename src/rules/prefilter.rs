@@ -60,10 +60,26 @@ enum FoundBy {
     Always,
 }
 
+/// Hits kept on the stack; more go to the heap.
+const STACK_HITS: usize = 32;
+
+/// The distinct values of sorted `hits`, moved to its front.
+fn dedup(hits: &mut [Hit]) -> &[Hit] {
+    let mut kept = 0;
+    for i in 0..hits.len() {
+        if kept == 0 || hits[i] != hits[kept - 1] {
+            hits[kept] = hits[i];
+            kept += 1;
+        }
+    }
+    &hits[..kept]
+}
+
 /// Where a literal of a rule occurs in a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Hit {
-    rule: usize,
+    /// Rules are numbered from a file: far fewer than `u32::MAX`.
+    rule: u32,
     start: usize,
     /// The literal is a whole match of the rule: no verification needed.
     exact: bool,
@@ -134,27 +150,56 @@ impl Prefilter {
             return None;
         }
         // every occurrence, overlapping: a literal inside another one's
-        // occurrence counts too
-        let mut hits = Vec::with_capacity(16);
+        // occurrence counts too. A text has a dozen-odd: they are kept on
+        // the stack, as the lowercase copy is (every allocation here is one
+        // per diagnostic qualified)
+        let mut stack = [Hit::default(); STACK_HITS];
+        let mut len = 0;
+        let mut spilled = Vec::new();
         self.literals
             .find_all(text.as_bytes(), |rule, start, exact| {
-                hits.push(Hit { rule, start, exact })
+                let h = Hit {
+                    rule: rule as u32,
+                    start,
+                    exact,
+                };
+                match stack.get_mut(len) {
+                    Some(slot) if spilled.is_empty() => {
+                        *slot = h;
+                        len += 1;
+                    }
+                    _ => {
+                        if spilled.is_empty() {
+                            spilled.extend_from_slice(&stack);
+                        }
+                        spilled.push(h);
+                    }
+                }
             });
+        let hits = if spilled.is_empty() {
+            &mut stack[..len]
+        } else {
+            spilled.as_mut_slice()
+        };
         hits.sort_unstable();
-        hits.dedup();
+        let hits = dedup(hits);
         let whole = || Input::new(text).earliest(true);
+        // the hits are sorted by rule: each rule's are the next run of them
+        let mut rest = hits;
         let found = (0..self.singles.len()).find(|&i| {
-            let at = || hits.iter().filter(move |h| h.rule == i);
+            let run = rest.iter().take_while(|h| h.rule as usize == i).count();
+            let (at, after) = rest.split_at(run);
+            rest = after;
             let rule = &self.singles[i];
             if !ascii && self.whole_on_non_ascii[i] {
                 return eligible(i) && rule.is_match(whole());
             }
             match self.found_by[i] {
                 FoundBy::Prefix => {
-                    at().next().is_some()
+                    !at.is_empty()
                         && eligible(i)
-                        && (at().any(|h| h.exact)
-                            || at().any(|h| {
+                        && (at.iter().any(|h| h.exact)
+                            || at.iter().any(|h| {
                                 // look-behind (`\b`) still sees the byte before `start`
                                 rule.is_match(
                                     Input::new(text)
@@ -164,7 +209,7 @@ impl Prefilter {
                                 )
                             }))
                 }
-                FoundBy::Suffix => at().next().is_some() && eligible(i) && rule.is_match(whole()),
+                FoundBy::Suffix => !at.is_empty() && eligible(i) && rule.is_match(whole()),
                 FoundBy::Always => eligible(i) && rule.is_match(whole()),
             }
         });
@@ -252,19 +297,30 @@ fn lowercase_members(c: &Class) -> [bool; 128] {
     member
 }
 
+/// Texts up to this long are lowercased on the stack: nearly every
+/// diagnostic.
+const STACK_TEXT: usize = 256;
+
 /// Bits in the filter of literal heads (1 KB).
 const HEAD_BITS: u32 = 13;
 const HEAD_BITS_WORDS: usize = 1 << (HEAD_BITS - 6);
 
 /// The rules' literals as a radix trie, walked from each text position whose
-/// first three bytes start some literal; those are found in a bitmap of 1 KB.
+/// first four bytes start some literal, or whose first three are a whole
+/// one; those are found in two bitmaps of 1 KB. Four bytes, not three: the
+/// words bounces are made of ("mail", "recipient", "not", "the") start
+/// literals by their first three bytes at one text position in eight, and
+/// four in five of those walks stop at the fourth.
 /// An Aho-Corasick DFA over the same literals takes megabytes: next to the
 /// analysis it misses the cache on nearly every byte of a diagnostic, while
 /// a diagnostic is a hundred-odd bytes with a handful of literal heads, and
 /// a walk from one compares whole runs of bytes, laid out in the order it
 /// reads them.
 struct Literals {
+    /// The first four bytes of every literal of four or more.
     heads: Box<[u64; HEAD_BITS_WORDS]>,
+    /// The literals of exactly three bytes.
+    short_heads: Box<[u64; HEAD_BITS_WORDS]>,
     /// The node each literal head (three bytes) leads to, by open addressing
     /// on the same hash: `(head | 1 << 24, node)`, `(0, 0)` for a free slot.
     head_nodes: Vec<(u32, u32)>,
@@ -338,6 +394,7 @@ impl LiteralsBuilder {
         }
         let mut lits = Literals {
             heads: Box::new([0; HEAD_BITS_WORDS]),
+            short_heads: Box::new([0; HEAD_BITS_WORDS]),
             head_nodes: Vec::new(),
             min_len: self.min_len.unwrap_or(usize::MAX),
             first: vec![None; 256],
@@ -353,12 +410,20 @@ impl LiteralsBuilder {
             }
             return lits;
         }
-        // every path of three bytes from the root: the literal heads
+        // every path of three bytes from the root: the literal heads, each
+        // screened by the fourth bytes that can follow it
         let mut heads = Vec::new();
         for &(a, n1) in &self.children[0] {
             for &(b, n2) in &self.children[n1] {
                 for &(c, n3) in &self.children[n2] {
-                    heads.push((head_key(a, b, c), n3));
+                    let key = head_key(a, b, c);
+                    heads.push((key, n3));
+                    if !self.ends[n3].is_empty() {
+                        set_bit(&mut lits.short_heads, head_hash(key));
+                    }
+                    for &(d, _) in &self.children[n3] {
+                        set_bit(&mut lits.heads, head_hash(long_key(key, d)));
+                    }
                 }
             }
         }
@@ -366,7 +431,6 @@ impl LiteralsBuilder {
         let mask = lits.head_nodes.len() - 1;
         for (key, node) in heads {
             let bit = head_hash(key);
-            lits.heads[bit >> 6] |= 1 << (bit & 63);
             let radix = self.radix(&mut lits, node, Vec::new());
             let mut slot = bit & mask;
             while lits.head_nodes[slot].0 != 0 {
@@ -414,6 +478,19 @@ fn head_key(a: u8, b: u8, c: u8) -> u32 {
     u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16 | 1 << 24
 }
 
+/// The head `key` followed by byte `d`.
+fn long_key(key: u32, d: u8) -> u32 {
+    key & 0xFF_FFFF | u32::from(d) << 24
+}
+
+fn set_bit(bits: &mut [u64; HEAD_BITS_WORDS], bit: usize) {
+    bits[bit >> 6] |= 1 << (bit & 63);
+}
+
+fn has_bit(bits: &[u64; HEAD_BITS_WORDS], bit: usize) -> bool {
+    bits[bit >> 6] & (1 << (bit & 63)) != 0
+}
+
 fn head_hash(key: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B1) >> (32 - HEAD_BITS)) as usize
 }
@@ -425,8 +502,19 @@ impl Literals {
         let Some(last) = text.len().checked_sub(self.min_len) else {
             return;
         };
-        let lower = text.to_ascii_lowercase();
-        let text = lower.as_slice();
+        let mut stack = [0u8; STACK_TEXT];
+        let heap;
+        let text = match stack.get_mut(..text.len()) {
+            Some(copy) => {
+                copy.copy_from_slice(text);
+                copy.make_ascii_lowercase();
+                &*copy
+            }
+            None => {
+                heap = text.to_ascii_lowercase();
+                heap.as_slice()
+            }
+        };
         if self.min_len < 3 {
             for i in 0..=last {
                 if let Some(node) = self.first[usize::from(text[i])] {
@@ -435,26 +523,41 @@ impl Literals {
             }
             return;
         }
-        let mask = self.head_nodes.len() - 1;
-        // the three bytes from `start`, rolled along; at least three here
-        let mut key = u32::from(text[0]) << 8 | u32::from(text[1]) << 16;
-        for (start, &b) in text[2..].iter().enumerate() {
-            key = key >> 8 | u32::from(b) << 16;
-            let head = key | 1 << 24;
-            let bit = head_hash(head);
-            if self.heads[bit >> 6] & (1 << (bit & 63)) == 0 {
-                continue;
+        // the four bytes from `start`, rolled along; at least three here
+        let mut key = u32::from(text[0]) << 8 | u32::from(text[1]) << 16 | u32::from(text[2]) << 24;
+        for (start, &b) in text[3..].iter().enumerate() {
+            key = key >> 8 | u32::from(b) << 24;
+            let head = key & 0xFF_FFFF | 1 << 24;
+            if has_bit(&self.heads, head_hash(key)) || has_bit(&self.short_heads, head_hash(head)) {
+                self.walk_from_head(text, start, head, &mut hit);
             }
-            let mut slot = bit & mask;
-            loop {
-                match self.head_nodes[slot] {
-                    (k, node) if k == head => {
-                        self.walk(text, start, node, start + 3, &mut hit);
-                        break;
-                    }
-                    (0, _) => break,
-                    _ => slot = (slot + 1) & mask,
+        }
+        // the last three bytes can only be a literal of three
+        let start = text.len() - 3;
+        let head = head_key(text[start], text[start + 1], text[start + 2]);
+        if has_bit(&self.short_heads, head_hash(head)) {
+            self.walk_from_head(text, start, head, &mut hit);
+        }
+    }
+
+    /// Walks from the node the three bytes `head` at `start` lead to, if any.
+    fn walk_from_head(
+        &self,
+        text: &[u8],
+        start: usize,
+        head: u32,
+        hit: &mut impl FnMut(usize, usize, bool),
+    ) {
+        let mask = self.head_nodes.len() - 1;
+        let mut slot = head_hash(head) & mask;
+        loop {
+            match self.head_nodes[slot] {
+                (k, node) if k == head => {
+                    self.walk(text, start, node, start + 3, hit);
+                    return;
                 }
+                (0, _) => return,
+                _ => slot = (slot + 1) & mask,
             }
         }
     }
