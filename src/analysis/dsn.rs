@@ -9,8 +9,9 @@ use std::borrow::Cow;
 /// unfolded. Both borrow from the report unless they had to change.
 pub type Field<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// Field names the analysis reads, spelled as it compares them: a report's
-/// names are capitalised, and matching them here spares a lowercase copy each.
+/// Field names the analysis reads, and the commonest others, spelled as it
+/// compares them: a report's names are capitalised, and matching them here
+/// spares a lowercase copy each.
 const KNOWN_FIELDS: &[&str] = &[
     "final-recipient",
     "original-recipient",
@@ -26,6 +27,13 @@ const KNOWN_FIELDS: &[&str] = &[
     "original-rcpt-to",
     "removal-recipient",
     "original-mail-from",
+    // kept as extra fields, but common enough to spare their lowercase copy
+    "received-from-mta",
+    "x-postfix-sender",
+    "x-postfix-queue-id",
+    "original-envelope-id",
+    "will-retry-until",
+    "dsn-gateway",
 ];
 
 fn field_name(k: &str) -> Cow<'_, str> {

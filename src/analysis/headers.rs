@@ -230,7 +230,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let mut o = OriginalRef::default();
     let orig = msg.original();
     // lowercased once, by the parse
-    let tracking = msg.tracking_header.as_str();
+    let tracking: &str = &msg.tracking_header;
     if let Some(h) = orig {
         o.message_id = mime::first_header(h, "message-id")
             .map(clean_id)

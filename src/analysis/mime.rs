@@ -28,8 +28,8 @@ pub struct Message<'a> {
     /// The first attached message, whole: some gateways forward a bounce as an attachment.
     pub attached: Option<Cow<'a, [u8]>>,
     /// Header name of the platform's tracking id, lowercase.
-    pub tracking_header: String,
-    inline_original: std::cell::OnceCell<Option<Vec<Header<'static>>>>,
+    pub tracking_header: Cow<'a, str>,
+    inline_original: std::cell::OnceCell<Option<Vec<Header<'a>>>>,
     /// One per text (of the first few), searched on first use: most reports
     /// are cut at the first text.
     original_markers: [std::cell::OnceCell<Option<(usize, usize)>>; MARKED_TEXTS],
@@ -148,8 +148,12 @@ impl<'a> Message<'a> {
             .map(|(_, v)| &**v)
     }
 
-    pub fn parse(bytes: &'a [u8], limits: &Limits, tracking_header: &str) -> Result<Self, String> {
-        let tracking = tracking_header.to_ascii_lowercase();
+    pub fn parse(
+        bytes: &'a [u8],
+        limits: &Limits,
+        tracking_header: &'a str,
+    ) -> Result<Self, String> {
+        let tracking = super::ascii_lower(tracking_header);
         let mut m = Self::parse_structure(bytes, limits, &tracking)?;
         m.tracking_header = tracking;
         Ok(m)

@@ -140,7 +140,8 @@ pub struct Correlation {
 impl Default for Correlation {
     fn default() -> Self {
         Self {
-            tracking_header: "X-Inmail-Id".into(),
+            // lowercase: the form the analysis compares header names in
+            tracking_header: "x-inmail-id".into(),
             verp_pattern: regex::Regex::new(DEFAULT_VERP_PATTERN)
                 .expect("the built-in VERP pattern compiles"),
         }
@@ -249,7 +250,9 @@ impl Analysis {
 }
 
 impl Analyzer {
-    pub fn new(limits: Limits, correlation: Correlation) -> Self {
+    pub fn new(limits: Limits, mut correlation: Correlation) -> Self {
+        // the form every message compares it in, made once
+        correlation.tracking_header.make_ascii_lowercase();
         Self {
             limits,
             correlation,

@@ -529,7 +529,7 @@ fn header_block_start(t: &str) -> Option<usize> {
 }
 
 /// Headers of an original message copied inline after the report text.
-pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header<'static>>> {
+pub fn inline_original<'a>(msg: &mime::Message<'a>) -> Option<Vec<mime::Header<'a>>> {
     for (i, t) in msg.texts.iter().enumerate() {
         let mut start = None;
         if let Some((_, end)) = msg.original_marker(i) {
@@ -538,17 +538,24 @@ pub fn inline_original(msg: &mime::Message) -> Option<Vec<mime::Header<'static>>
             start = Some(after);
         }
         let from = start.unwrap_or(0);
-        if let Some(h) = header_block_start(&t[from..]) {
-            let block = mime::parse_header_block(&t.as_bytes()[from + h..], &msg.tracking_header);
-            if !block.is_empty() {
-                // the text is the message's own: the headers keep their values
-                return Some(
-                    block
-                        .into_iter()
-                        .map(|(k, v)| (k, Cow::Owned(v.into_owned())))
-                        .collect(),
-                );
+        let Some(h) = header_block_start(&t[from..]) else {
+            continue;
+        };
+        let block = match t {
+            // a text lent by the message lends its headers too
+            Cow::Borrowed(t) => {
+                mime::parse_header_block(&t.as_bytes()[from + h..], &msg.tracking_header)
             }
+            // a decoded one is the message's own: the headers keep their values
+            Cow::Owned(t) => {
+                mime::parse_header_block(&t.as_bytes()[from + h..], &msg.tracking_header)
+                    .into_iter()
+                    .map(|(k, v)| (k, Cow::Owned(v.into_owned())))
+                    .collect()
+            }
+        };
+        if !block.is_empty() {
+            return Some(block);
         }
     }
     None
@@ -633,8 +640,6 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> V
 pub struct Region<'a> {
     text: &'a str,
     lines: Vec<&'a str>,
-    /// Byte offset in `text` where each line starts.
-    starts: Vec<usize>,
 }
 
 impl<'a> Region<'a> {
@@ -642,13 +647,13 @@ impl<'a> Region<'a> {
         // counted first: the lines are collected without growing the Vec
         let mut lines = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
         lines.extend(super::lines(text));
-        let base = text.as_ptr() as usize;
-        let starts = lines.iter().map(|l| l.as_ptr() as usize - base).collect();
-        Self {
-            text,
-            lines,
-            starts,
-        }
+        Self { text, lines }
+    }
+
+    /// Byte offset in the text where line `i` starts.
+    fn start(&self, i: usize) -> Option<usize> {
+        let line = self.lines.get(i)?;
+        Some(line.as_ptr() as usize - self.text.as_ptr() as usize)
     }
 
     /// The first line from line `from` on that names `needle_lower` (ASCII
@@ -659,7 +664,7 @@ impl<'a> Region<'a> {
         let Some(at) = memchr::memchr(b'@', n) else {
             return (from..self.lines.len()).find(|&i| contains_ci(self.lines[i], needle_lower));
         };
-        let first = *self.starts.get(from)?;
+        let first = self.start(from)?;
         let ats = text.get(first + at..)?;
         memchr::memchr_iter(b'@', ats)
             .map(|p| first + p)
@@ -667,7 +672,12 @@ impl<'a> Region<'a> {
                 text.get(start..start + n.len())
                     .is_some_and(|w| w.eq_ignore_ascii_case(n))
             })
-            .map(|start| self.starts.partition_point(|&s| s <= start) - 1)
+            .map(|start| {
+                let base = self.text.as_ptr() as usize;
+                self.lines
+                    .partition_point(|l| l.as_ptr() as usize - base <= start)
+                    - 1
+            })
     }
 }
 
