@@ -197,18 +197,20 @@ impl<'a> Message<'a> {
             let mt = std::mem::take(&mut part.ctype.mimetype);
             if mt.starts_with("multipart/") {
                 let digest = mt == "multipart/digest";
-                let mut subparts = Vec::with_capacity(part.subparts.len());
+                // read in order (the first unreadable one is the error), then
+                // reversed on the stack so that they are visited in order
+                let base = stack.len();
                 for raw in &part.subparts {
-                    subparts.push(
+                    stack.push(
                         Part::read(raw, digest, None)
                             .map_err(|e| format!("unreadable MIME structure: {e}"))?,
                     );
                 }
-                if subparts.is_empty() {
+                if stack.len() == base {
                     // Declared multipart but no boundary found: the body is all there is.
                     m.texts.push(raw_text(&part, limits));
                 }
-                stack.extend(subparts.into_iter().rev());
+                stack[base..].reverse();
                 continue;
             }
             match &*mt {
