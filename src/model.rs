@@ -50,11 +50,11 @@ impl EmailAddress {
     /// `self.key() == other.key()`, without building either key when both
     /// are ASCII.
     pub fn same_key(&self, other: &EmailAddress) -> bool {
-        if self.0.is_ascii() && other.0.is_ascii() {
-            self.0.eq_ignore_ascii_case(&other.0)
-        } else {
-            self.key() == other.key()
-        }
+        same_key(&self.0, &other.0)
+    }
+    /// An address [`EmailAddress::normalized`] gave.
+    pub(crate) fn from_normalized(address: std::borrow::Cow<'_, str>) -> Self {
+        EmailAddress(address.into_owned())
     }
 }
 
@@ -218,6 +218,15 @@ impl EmailAddress {
             return Err(bad());
         }
         Ok(Cow::Owned(format!("{local}@{}", domain.to_lowercase())))
+    }
+}
+
+/// [`EmailAddress::same_key`] of two normalised addresses.
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
     }
 }
 

@@ -5,7 +5,7 @@
 //! that are not the sender's, and take the lines around each as its diagnostic.
 
 use super::{headers, mime, Analysis, RecipientReport};
-use crate::model::{EmailAddress, EnhancedStatus, ReplyCode};
+use crate::model::{local_part_of, same_key, EmailAddress, EnhancedStatus, ReplyCode};
 use regex::Regex;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
@@ -563,17 +563,18 @@ pub fn inline_original<'a>(msg: &mime::Message<'a>) -> Option<Vec<mime::Header<'
 
 /// Addresses a report names that are not failed recipients: its own
 /// envelope and the original's sender.
-fn excluded_addresses(msg: &mime::Message) -> Vec<EmailAddress> {
+/// Normalised ([`EmailAddress::normalized`]), lent by the headers.
+fn excluded_addresses<'m>(msg: &'m mime::Message) -> Vec<Cow<'m, str>> {
     let mut ex = Vec::new();
     for name in ["from", "to", "reply-to", "return-path", "sender", "cc"] {
         for v in msg.headers_named(name) {
-            ex.extend(headers::addresses(v));
+            ex.extend(headers::normalized_addresses(v));
         }
     }
     if let Some(h) = msg.original() {
         for name in ["from", "return-path", "sender", "reply-to"] {
             for v in mime::header_values(h, name) {
-                ex.extend(headers::addresses(v));
+                ex.extend(headers::normalized_addresses(v));
             }
         }
     }
@@ -585,7 +586,7 @@ static RECIPIENT_LIST: LazyLock<super::Phrases> = LazyLock::new(|| {
         .expect("recipient list regex")
 });
 
-fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
+fn candidate_recipients(region: &str, excluded: &[Cow<'_, str>]) -> Vec<EmailAddress> {
     let lower = super::ascii_lower(region);
     // A report that announces its list of failed addresses is read from there:
     // what comes before is a summary of the original (its To: may differ).
@@ -602,7 +603,7 @@ fn candidate_recipients(region: &str, excluded: &[EmailAddress]) -> Vec<EmailAdd
 /// `lower` is `region` ASCII-lowercased: the same lines at the same offsets,
 /// so the copy's lines pair up with the region's and each line with an
 /// address is classified once.
-fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> Vec<EmailAddress> {
+fn collect_candidates(region: &str, lower: &str, excluded: &[Cow<'_, str>]) -> Vec<EmailAddress> {
     let with_at: Vec<(&str, bool)> = lines_with_at(region)
         .map(|(from, to)| (&region[from..to], &lower[from..to]))
         .map(|(l, low)| {
@@ -612,24 +613,21 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[EmailAddress]) -> V
         .collect();
     // An address named once as a contact or a sender ("please contact
     // <support@...>") is not a recipient where the text names it again.
-    let mut named_here: Vec<EmailAddress> = Vec::new();
+    let mut named_here = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| *excluded) {
-        named_here.extend(headers::address_spans(line).filter_map(|m| m.parse().ok()));
+        named_here.extend(headers::normalized_addresses(line));
     }
     let named_otherwise = || excluded.iter().chain(&named_here);
     let mut out: Vec<EmailAddress> = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| !*excluded) {
-        for m in headers::address_spans(line) {
-            let Ok(a) = m.parse::<EmailAddress>() else {
-                continue;
-            };
-            if SERVICE_LOCAL.is_match(a.local_part())
-                || named_otherwise().any(|e| e.same_key(&a))
-                || out.iter().any(|o| o.same_key(&a))
+        for a in headers::normalized_addresses(line) {
+            if SERVICE_LOCAL.is_match(local_part_of(&a))
+                || named_otherwise().any(|e| same_key(e, &a))
+                || out.iter().any(|o| same_key(o.as_str(), &a))
             {
                 continue;
             }
-            out.push(a);
+            out.push(EmailAddress::from_normalized(a));
         }
     }
     out
@@ -918,7 +916,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         if let Some(to) = msg.original().and_then(|h| mime::first_header(h, "to")) {
             rcpts.extend(
                 headers::addresses(to)
-                    .filter(|a| !excluded.iter().any(|e| e.same_key(a)))
+                    .filter(|a| !excluded.iter().any(|e| same_key(e, a.as_str())))
                     .take(1),
             );
         }
