@@ -60,6 +60,16 @@ enum FoundBy {
     Always,
 }
 
+/// Whether `text` holds `ſ` or the Kelvin sign, found by their UTF-8 lead
+/// bytes: a `char` search decodes every character of a long non-ASCII text.
+fn folds_onto_ascii(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr2_iter(0xC5, 0xE2, b).any(|i| {
+        let rest = &b[i..];
+        rest.starts_with("\u{17F}".as_bytes()) || rest.starts_with("\u{212A}".as_bytes())
+    })
+}
+
 /// Hits kept on the stack; more go to the heap.
 const STACK_HITS: usize = 32;
 
@@ -146,7 +156,7 @@ impl Prefilter {
         eligible: impl Fn(usize) -> bool,
     ) -> Option<Option<usize>> {
         let ascii = text.is_ascii();
-        if !ascii && text.contains(['\u{17F}', '\u{212A}']) {
+        if !ascii && folds_onto_ascii(text) {
             return None;
         }
         // every occurrence, overlapping: a literal inside another one's
@@ -685,6 +695,18 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
 #[cfg(test)]
 mod tests {
     use super::super::{Rule, RuleSet};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The byte search finds what the `char` search does.
+        #[test]
+        fn folds_onto_ascii_is_the_char_search(text in "[a\u{17F}\u{212A}\u{C5}\u{2014}\u{2019}\u{17E}é]{0,12}") {
+            prop_assert_eq!(
+                super::folds_onto_ascii(&text),
+                text.contains(['\u{17F}', '\u{212A}'])
+            );
+        }
+    }
 
     /// The prefilter answers exactly as the set: every rule is checked on
     /// texts that match it, texts that match none, and non-ASCII texts.
