@@ -191,6 +191,14 @@ static SMTP_COMMAND: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
         .expect("smtp command phrases")
 });
 
+/// The command each phrase of [`SMTP_COMMAND_PHRASES`] names, worked out once.
+static PHRASE_COMMANDS: LazyLock<Vec<crate::model::SmtpCommand>> = LazyLock::new(|| {
+    SMTP_COMMAND_PHRASES
+        .iter()
+        .map(|p| command_named(p))
+        .collect()
+});
+
 /// Which command a phrase of [`SMTP_COMMAND_PHRASES`] names.
 fn command_named(phrase: &str) -> crate::model::SmtpCommand {
     use crate::model::SmtpCommand as C;
@@ -252,7 +260,7 @@ fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
             return Some(Mention {
                 start: prefix.map_or(start, |p| start - p.len()),
                 in_reply: prefix.is_some(),
-                command: command_named(phrase),
+                command: PHRASE_COMMANDS[m.pattern().as_usize()],
             });
         }
         None
