@@ -80,6 +80,37 @@ pub(crate) fn ascii_lower(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// An ASCII-lowercase copy of a short text made on the stack: a diagnostic
+/// nearly always fits, and such a copy is made for every one searched.
+pub(crate) struct LowercaseCopy {
+    stack: [u8; 256],
+    heap: Vec<u8>,
+}
+
+impl LowercaseCopy {
+    pub(crate) fn new() -> Self {
+        Self {
+            stack: [0; 256],
+            heap: Vec::new(),
+        }
+    }
+
+    /// `text` ASCII-lowercased: on the stack when it fits, else on the heap.
+    pub(crate) fn of(&mut self, text: &[u8]) -> &[u8] {
+        match self.stack.get_mut(..text.len()) {
+            Some(copy) => {
+                copy.copy_from_slice(text);
+                copy.make_ascii_lowercase();
+                copy
+            }
+            None => {
+                self.heap = text.to_ascii_lowercase();
+                &self.heap
+            }
+        }
+    }
+}
+
 /// `s.lines()` (split at `\n`, a `\r` before it dropped, no empty last
 /// line) by memchr: the analysis splits every text into lines, most short.
 pub(crate) fn lines(s: &str) -> impl Iterator<Item = &str> + '_ {

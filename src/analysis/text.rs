@@ -271,21 +271,8 @@ fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
 /// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
-    // a diagnostic is lowercased on the stack, a longer text on the heap
-    let mut stack = [0u8; 256];
-    let heap;
-    let lower = match stack.get_mut(..s.len()) {
-        Some(copy) => {
-            copy.copy_from_slice(s.as_bytes());
-            copy.make_ascii_lowercase();
-            &*copy
-        }
-        None => {
-            heap = s.to_ascii_lowercase();
-            heap.as_bytes()
-        }
-    };
-    let mut mentions = smtp_mentions(lower).peekable();
+    let mut copy = super::LowercaseCopy::new();
+    let mut mentions = smtp_mentions(copy.of(s.as_bytes())).peekable();
     mentions.peek()?;
     let reply_at = reply_code_at(s).map(|(p, _)| p);
     let mut best: Option<(usize, crate::model::SmtpCommand)> = None;

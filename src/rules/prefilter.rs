@@ -307,10 +307,6 @@ fn lowercase_members(c: &Class) -> [bool; 128] {
     member
 }
 
-/// Texts up to this long are lowercased on the stack: nearly every
-/// diagnostic.
-const STACK_TEXT: usize = 256;
-
 /// Bits in the filter of literal heads (1 KB).
 const HEAD_BITS: u32 = 13;
 const HEAD_BITS_WORDS: usize = 1 << (HEAD_BITS - 6);
@@ -512,19 +508,8 @@ impl Literals {
         let Some(last) = text.len().checked_sub(self.min_len) else {
             return;
         };
-        let mut stack = [0u8; STACK_TEXT];
-        let heap;
-        let text = match stack.get_mut(..text.len()) {
-            Some(copy) => {
-                copy.copy_from_slice(text);
-                copy.make_ascii_lowercase();
-                &*copy
-            }
-            None => {
-                heap = text.to_ascii_lowercase();
-                heap.as_slice()
-            }
-        };
+        let mut copy = crate::analysis::LowercaseCopy::new();
+        let text = copy.of(text);
         if self.min_len < 3 {
             for i in 0..=last {
                 if let Some(node) = self.first[usize::from(text[i])] {
