@@ -71,20 +71,20 @@ impl LineStartPhrases {
     }
 }
 
-/// The first bytes a match can start with (lowercase, up to four), from the
-/// pattern's prefix literals; a pattern without them screens nothing out.
+/// The first bytes a match can start with (lowercase, up to
+/// [`Screen::LEN`]), from the pattern's prefix literals; a pattern without
+/// them screens nothing out. Long enough to tell `--- Transcript of session`
+/// from `--- original message`: each anchored search that fails reads the
+/// regex's tables after the analysis has pushed them out of the cache.
 struct Screen {
     /// For each first byte, the literals' tails after it. No entry: no
     /// match starts with that byte.
-    tails: Box<[Vec<Tail>; 256]>,
+    tails: Box<[Vec<Box<[u8]>>; 256]>,
     open: bool,
 }
 
-/// Up to three bytes that follow a literal's first one, and how many.
-type Tail = ([u8; 3], usize);
-
 impl Screen {
-    const LEN: usize = 4;
+    const LEN: usize = 24;
 
     fn new(hir: &Hir) -> Self {
         let open = Self {
@@ -92,7 +92,9 @@ impl Screen {
             open: true,
         };
         let mut e = Extractor::new();
-        e.kind(ExtractKind::Prefix).limit_literal_len(Self::LEN);
+        e.kind(ExtractKind::Prefix)
+            .limit_literal_len(Self::LEN)
+            .limit_total(1_000);
         let seq = e.extract(hir);
         let Some(lits) = seq.literals() else {
             return open;
@@ -109,10 +111,7 @@ impl Screen {
                     ..screen
                 };
             };
-            let mut rest = [0; 3];
-            let n = tail.len().min(3);
-            rest[..n].copy_from_slice(&tail[..n]);
-            screen.tails[usize::from(head)].push((rest, n));
+            screen.tails[usize::from(head)].push(tail.into());
         }
         screen
     }
@@ -129,9 +128,9 @@ impl Screen {
         let after = &b[at + 1..];
         self.tails[usize::from(head.to_ascii_lowercase())]
             .iter()
-            .any(|(rest, len)| {
+            .any(|rest| {
                 // near the end of the text the anchored search decides
-                after.len() < *len || after[..*len].eq_ignore_ascii_case(&rest[..*len])
+                after.len() < rest.len() || after[..rest.len()].eq_ignore_ascii_case(rest)
             })
     }
 }
