@@ -163,15 +163,6 @@ impl<'a> Message<'a> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Message::default());
         }
-        // Real bounces have a handful of parts; a hostile message can nest
-        // thousands deep. Past the limit only the top headers are trusted and
-        // the rest is read as text.
-        static MULTIPART: LazyLock<memchr::memmem::Finder<'static>> =
-            LazyLock::new(|| memchr::memmem::Finder::new(b"ultipart/"));
-        let nested = MULTIPART.find_iter(bytes).count();
-        if nested > limits.max_parts {
-            return Self::headers_only(bytes, limits, tracking);
-        }
         let top = Part::read(bytes, false, Some(tracking))
             .map_err(|e| format!("unreadable MIME structure: {e}"))?;
         let mut m = Message {
@@ -188,7 +179,12 @@ impl<'a> Message<'a> {
         while let Some(mut part) = stack.pop() {
             visited += 1;
             if visited > limits.max_parts {
-                break;
+                // Real bounces have a handful of parts; a hostile message can
+                // nest thousands deep. Past the limit only the top headers are
+                // trusted and the rest is read as text. (Counted as the walk
+                // goes: a search of the whole message for `multipart/` cost
+                // more than the rest of its parse.)
+                return Self::headers_only(bytes, limits, tracking);
             }
             if visited == 1 {
                 m.headers = std::mem::take(&mut part.headers);
