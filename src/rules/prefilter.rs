@@ -20,8 +20,9 @@
 //! searches a message (0.12 of them anchored) instead of 1.4. An
 //! alternative whose prefixes are unbounded is found by its suffix literals
 //! instead, and its rule then verified by an unanchored search; a rule with
-//! an alternative that has neither is always searched. The result is the same as the set's by
-//! construction: a rule matches only where one of its literals occurs.
+//! an alternative that has neither is always searched. The result is the
+//! same as the set's by construction: a rule matches only where one of its
+//! literals occurs.
 //!
 //! The literals come from the rule's syntax tree restricted to ASCII and
 //! folded to lowercase, and are searched ASCII-case-insensitively. That is
@@ -865,9 +866,15 @@ mod tests {
         /// The prefilter and the set pick the same rule on texts made of
         /// the rules' own words.
         #[test]
-        fn agrees_with_the_set_on_rule_words(picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..24)) {
+        fn agrees_with_the_set_on_rule_words(
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..24)
+        ) {
             let words = rule_words();
-            let text: String = picks.iter().map(|i| i.get(&words).as_str()).collect::<Vec<_>>().join(" ");
+            let text = picks
+                .iter()
+                .map(|i| i.get(&words).as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             let set_answer = DEFAULT.set.matches(&text).into_iter().next();
             let got = DEFAULT
                 .first_match(&text, "example.com")
@@ -878,7 +885,9 @@ mod tests {
         /// A text goes to the set exactly when it holds `ſ` or the Kelvin
         /// sign, and is risky exactly when it holds a risky character.
         #[test]
-        fn non_ascii_reads_every_character(text in "[a\u{17F}\u{212A}\u{C5}\u{2014}\u{2019}\u{17E}\u{A0}é]{0,12}") {
+        fn non_ascii_reads_every_character(
+            text in "[a\u{17F}\u{212A}\u{C5}\u{2014}\u{2019}\u{17E}\u{A0}é]{0,12}"
+        ) {
             let risky = [('\u{A0}', '\u{A0}'), ('\u{2019}', '\u{2019}')];
             let expected = if text.contains(['\u{17F}', '\u{212A}']) {
                 super::NonAscii::FoldsOntoAscii
@@ -952,7 +961,10 @@ mod tests {
         let specs = [
             (
                 "gated",
-                r"remote (?:ip|server)[^.]{0,20}(?:blocked|denied)|host [\d.]+|h[ée]te inconnu|[a-z]+\.example does not exist",
+                concat!(
+                    r"remote (?:ip|server)[^.]{0,20}(?:blocked|denied)|host [\d.]+",
+                    r"|h[ée]te inconnu|[a-z]+\.example does not exist",
+                ),
             ),
             ("case-fixed", "(?-i:ABC) def"),
             ("bounded", r"\bspf\b|sender policy"),
