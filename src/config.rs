@@ -78,16 +78,51 @@ fn serialize_masked_secret<S: Serializer>(
     }
 }
 
+/// The database URL with every credential masked, for logs, errors and
+/// `check-config`: the password of the user-info part (`user:****@host`,
+/// even when the password holds a raw `@`, `:` or `/`), and the value of
+/// every `password=` / `sslpassword=` parameter, in a URL query or in a
+/// `key=value` connection string. A URL that does not parse is masked the
+/// same way: the masking never depends on the URL being valid.
 pub fn mask_url_password(url: &str) -> String {
-    // scheme://user:password@host → scheme://user:****@host
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:****@{host}");
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // user-info ends at the last `@`: a password may hold `@`, `/`,
+            // `?` or `:` that a strict parser would reject. An `@` in the
+            // query makes this mask more than needed, never less.
+            match rest.rfind('@') {
+                Some(at) => {
+                    let (creds, host) = rest.split_at(at);
+                    match creds.split_once(':') {
+                        Some((user, _)) => format!("{scheme}://{user}:****{host}"),
+                        None => format!("{scheme}://{creds}{host}"),
+                    }
+                }
+                None => url.to_owned(),
             }
         }
+        None => url.to_owned(),
+    };
+    // `password=...` / `sslpassword=...` anywhere (query or keyword form).
+    let lower = out.to_ascii_lowercase();
+    let mut masked = String::with_capacity(out.len());
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("password=") {
+        let start = from + pos + "password=".len();
+        let end = lower[start..]
+            .find(['&', ' ', '\t', ';', '#'])
+            .map_or(lower.len(), |e| start + e);
+        masked.push_str(&out[last..start]);
+        masked.push_str("****");
+        last = end;
+        from = end.max(start);
     }
-    url.to_string()
+    if last > 0 {
+        masked.push_str(&out[last..]);
+        out = masked;
+    }
+    out
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -201,7 +236,10 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
-    /// An `EnvFilter` directive, e.g. `info` or `inmail=debug,sqlx=warn`.
+    /// A level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or
+    /// `EnvFilter` directives naming targets, e.g. `info,inmail=debug,sqlx=warn`.
+    /// Checked by [`check_log_level`]: an unknown level is an error, not a
+    /// filter that silences everything.
     pub level: String,
 }
 
@@ -231,6 +269,26 @@ pub struct DaemonSettings {
     pub cleanup_interval_secs: u64,
     /// Safety-net rescan / poll interval for sources.
     pub poll_interval_secs: u64,
+    /// Size bound of a fetched message, the same for every source (maildir,
+    /// IMAP, POP3): a larger message is stored truncated to its first
+    /// `max_message_bytes` bytes, marked with its full size (see
+    /// docs/daemon.md, "Big messages"), and acknowledged like any other.
+    pub max_message_bytes: usize,
+    /// Byte budget of one intake batch (fetching and storing) and of one
+    /// worker claim: batches are cut at `batch_size` messages or this many
+    /// bytes, whichever comes first (a single bigger message is a batch of
+    /// its own), so no statement nears PostgreSQL's 1 GB message limit and
+    /// memory stays bounded whatever the mailbox holds.
+    pub batch_bytes: usize,
+    /// Deadline for fetching one message (IMAP FETCH, POP3 RETR), however
+    /// the server dribbles it; on expiry the stall is logged, the message
+    /// is set aside (retried on the slow schedule) and the session reopened.
+    pub message_timeout_secs: u64,
+    /// Deadline for any other mailbox command (whole reply, not per read).
+    pub command_timeout_secs: u64,
+    /// A message set aside (unreadable file, stalled fetch) is tried again
+    /// after this long.
+    pub skipped_retry_secs: u64,
 }
 
 impl Default for DaemonSettings {
@@ -243,6 +301,11 @@ impl Default for DaemonSettings {
             max_attempts: 5,
             cleanup_interval_secs: 3600,
             poll_interval_secs: 60,
+            max_message_bytes: 16 * 1024 * 1024,
+            batch_bytes: 8 * 1024 * 1024,
+            message_timeout_secs: 300,
+            command_timeout_secs: 120,
+            skipped_retry_secs: 900,
         }
     }
 }
@@ -370,6 +433,30 @@ impl Settings {
             "analysis.max_message_bytes",
             self.analysis.max_message_bytes as i64,
         );
+        let d = &self.daemon;
+        positive(&mut e, "daemon.max_message_bytes", d.max_message_bytes as i64);
+        positive(&mut e, "daemon.batch_bytes", d.batch_bytes as i64);
+        positive(
+            &mut e,
+            "daemon.message_timeout_secs",
+            d.message_timeout_secs as i64,
+        );
+        positive(
+            &mut e,
+            "daemon.command_timeout_secs",
+            d.command_timeout_secs as i64,
+        );
+        positive(&mut e, "daemon.skipped_retry_secs", d.skipped_retry_secs as i64);
+        if d.max_message_bytes > 512 * 1024 * 1024 {
+            e.push(format!(
+                "daemon.max_message_bytes = {}: at most 536870912 (512 MiB; PostgreSQL refuses \
+                 a message over 1 GB)",
+                d.max_message_bytes
+            ));
+        }
+        if let Err(err) = check_log_level(&self.log.level) {
+            e.push(format!("log.level = {:?}: {err}", self.log.level));
+        }
         if let Err(err) = regex::Regex::new(&self.correlation.verp_pattern) {
             e.push(format!(
                 "correlation.verp_pattern = {:?}: {err}",
@@ -384,6 +471,11 @@ impl Settings {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                 e.push(format!(
                     "database.url = {:?}: must start with postgres://",
+                    mask_url_password(u)
+                ));
+            } else if let Err(err) = check_database_url(u) {
+                e.push(format!(
+                    "database.url = {:?}: {err}",
                     mask_url_password(u)
                 ));
             }
@@ -409,9 +501,25 @@ impl Settings {
                     Some(p) if !p.is_dir() => {
                         e.push(format!("{} = {:?}: not a directory", key("path"), p))
                     }
-                    _ => {}
+                    Some(p) => {
+                        let missing: Vec<&str> = ["cur", "new", "tmp"]
+                            .into_iter()
+                            .filter(|sub| !p.join(sub).is_dir())
+                            .collect();
+                        if !missing.is_empty() {
+                            e.push(format!(
+                                "{} = {:?}: not a maildir (no {}/)",
+                                key("path"),
+                                p,
+                                missing.join("/, ")
+                            ));
+                        }
+                    }
                 },
                 MailboxKind::Imap | MailboxKind::Pop3 => {
+                    if m.port == Some(0) {
+                        e.push(format!("{} = 0: not a port", key("port")));
+                    }
                     if m.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
                         e.push(format!("{}: required for kind = {:?}", key("host"), m.kind));
                     }
@@ -498,4 +606,53 @@ impl Settings {
             Err(ConfigError::Invalid(e))
         }
     }
+}
+
+/// The level names `[log] level` accepts on their own.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `[log] level` value: comma-separated directives, each a level
+/// name or `target=level` (`target[span]=level` too). A bare word that is
+/// not a level (`warning`, `inf`) would be read by `EnvFilter` as a target
+/// name and silence every other line, errors included: refused here.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    let expected = "expected trace, debug, info, warn, error or off, or directives such as \
+                    \"info,inmail=debug\"";
+    if level.trim().is_empty() {
+        return Err(format!("empty; {expected}"));
+    }
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let lvl = match directive.rsplit_once('=') {
+            Some((target, lvl)) if !target.trim().is_empty() => lvl.trim(),
+            Some(_) => return Err(format!("{directive:?} has no target; {expected}")),
+            None if directive.contains('[') => continue,
+            None => directive,
+        };
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(lvl)) {
+            return Err(format!("unknown level {lvl:?}; {expected}"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|err| format!("{err}; {expected}"))
+}
+
+/// What `run` would refuse in a `postgres://` URL: it must parse (port in
+/// range, valid escapes). The error never holds the URL itself.
+fn check_database_url(url: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    sqlx::postgres::PgConnectOptions::from_str(url)
+        .map(drop)
+        .map_err(|err| {
+            // sqlx may echo the URL; keep only what is safe to print.
+            let text = err.to_string();
+            if text.contains(url) || text.to_ascii_lowercase().contains("password") {
+                "not a valid PostgreSQL URL".to_owned()
+            } else {
+                format!("not a valid PostgreSQL URL: {text}")
+            }
+        })
 }

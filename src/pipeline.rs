@@ -53,7 +53,8 @@
 use crate::analysis::Analyzer;
 use crate::rules::RuleSet;
 use crate::store::{
-    is_outage, Backoff, BounceInput, ClaimedMessage, RecipientOutcome, Store, StoreError,
+    is_outage, Backoff, BounceInput, ClaimLimits, ClaimedMessage, RecipientOutcome, Store,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
@@ -91,6 +92,13 @@ pub struct PipelineSettings {
     pub batch_size: usize,
     pub max_attempts: i32,
     pub backoff: Backoff,
+    /// Byte budget of one claim (`daemon.batch_bytes`): a batch holds at
+    /// most `batch_size` rows and about this many bytes of message.
+    pub batch_bytes: usize,
+    /// How much of each stored message is read: the analysis reads no more
+    /// than `analysis.max_message_bytes`, so neither does the worker (see
+    /// [`analysis_prefix`]).
+    pub read_prefix: usize,
 }
 
 impl Default for PipelineSettings {
@@ -99,8 +107,18 @@ impl Default for PipelineSettings {
             batch_size: 200,
             max_attempts: 5,
             backoff: Backoff::default(),
+            batch_bytes: 8 * 1024 * 1024,
+            read_prefix: analysis_prefix(crate::analysis::Limits::default().max_message_bytes),
         }
     }
+}
+
+/// The prefix of a stored message that gives the same analysis as the
+/// whole: the analysis cuts at `max_message_bytes` after skipping an mbox
+/// `From ` line, so a little more is read than it keeps (which also tells
+/// it that the message was cut).
+pub fn analysis_prefix(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_add(64 * 1024)
 }
 
 /// Claimed, analysed and applied: what the log lines are made of.
@@ -165,10 +183,12 @@ impl Pipeline {
     pub async fn process_once(&self) -> Result<usize> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let claimed = self
-            .store
-            .claim_intake(&mut tx, self.settings.batch_size, now)
-            .await?;
+        let limits = ClaimLimits {
+            rows: self.settings.batch_size,
+            bytes: self.settings.batch_bytes,
+            prefix: self.settings.read_prefix,
+        };
+        let claimed = self.store.claim_intake(&mut tx, limits, now).await?;
         if claimed.is_empty() {
             let _ = tx.rollback().await;
             return Ok(0);
@@ -211,7 +231,10 @@ impl Pipeline {
     /// Processes one row in a transaction of its own; charges it on failure.
     async fn process_single(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin().await?;
-        let claimed = self.store.claim_intake_ids(&mut tx, &[id]).await?;
+        let claimed = self
+            .store
+            .claim_intake_ids(&mut tx, &[id], self.settings.read_prefix)
+            .await?;
         if claimed.is_empty() {
             // done or claimed by someone else meanwhile
             let _ = tx.rollback().await;
@@ -305,9 +328,14 @@ fn analyse_all(
                 .map(|r| rules.qualify(r))
                 .collect();
             let source = format!("{}/{}", c.mailbox, c.uid);
+            let mut input = BounceInput::new(&c.raw, source, analysis, verdicts);
+            // `raw` may be a prefix: the identity is the whole message's hash.
+            if let Ok(hash) = <[u8; 32]>::try_from(c.content_hash.as_slice()) {
+                input.message_hash = hash;
+            }
             Processed {
                 id: c.id,
-                input: BounceInput::new(&c.raw, source, analysis, verdicts),
+                input,
                 mailbox: c.mailbox,
                 uid: c.uid,
             }

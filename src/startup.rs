@@ -51,11 +51,62 @@ pub struct RunSummary {
     pub duplicates: usize,
     /// Intake rows processed (done, or charged a failed attempt).
     pub processed: usize,
+    /// Messages left in their mailbox for a later retry (unreadable file,
+    /// a fetch that failed on its own account); see `daemon.skipped_retry_secs`.
+    pub skipped: usize,
     /// Mailboxes skipped because another instance holds their lease.
     pub skipped_sources: Vec<String>,
+    /// Mailboxes whose drain failed (each also logged); the others were
+    /// drained all the same. `inmail run --once` exits with status 2 when
+    /// this is not empty.
+    pub failed_sources: Vec<FailedSource>,
     /// The intake table afterwards.
     pub intake: IntakeCounts,
     pub elapsed_secs: f64,
+}
+
+/// A mailbox whose drain failed in [`App::run_once`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedSource {
+    pub mailbox: String,
+    pub error: String,
+}
+
+/// Every check `run` makes before it connects to anything, and
+/// `check-config` makes as well (so that they never disagree): the
+/// settings' own rules ([`Settings::validate`]: keys, ranges, the database
+/// URL parsed, log level, maildir structure, ports), then each mailbox built
+/// the way `run` builds it (TLS mode, loopback rule, password readable, CA
+/// file loadable, folder names, `after`/`move_to`). Nothing is created and
+/// no server is contacted. The error lists every problem, each naming its key.
+pub fn check_settings(settings: &Settings) -> Result<(), crate::config::ConfigError> {
+    let mut problems = match settings.validate() {
+        Ok(()) => Vec::new(),
+        Err(crate::config::ConfigError::Invalid(p)) => p,
+        Err(other) => return Err(other),
+    };
+    for m in &settings.mailboxes {
+        match m.kind {
+            MailboxKind::Maildir => {
+                if let Err(e) = MaildirSource::parse(m) {
+                    let text = e.to_string();
+                    if !problems.iter().any(|p| p.contains(&text)) {
+                        problems.push(text);
+                    }
+                }
+            }
+            MailboxKind::Imap | MailboxKind::Pop3 => {
+                if let Err(e) = RemoteSource::parse(m, &settings.daemon) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::config::ConfigError::Invalid(problems))
+    }
 }
 
 /// Logs a component's state only when it changes (not once per retry).
@@ -111,7 +162,7 @@ impl App {
     /// Connects, checks migrations, compiles the rules (database, else
     /// `analysis.rules_file`, else the bundled set) and builds the sources.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        settings.validate()?;
+        check_settings(&settings)?;
         let store = Store::connect(&settings.database, StoreSettings::from(&settings)).await?;
         Self::build_with_store(settings, store, system_clock()).await
     }
@@ -134,6 +185,8 @@ impl App {
                 batch_size: settings.daemon.batch_size,
                 max_attempts: settings.daemon.max_attempts,
                 backoff: Backoff::default(),
+                batch_bytes: settings.daemon.batch_bytes,
+                read_prefix: crate::pipeline::analysis_prefix(settings.analysis.max_message_bytes),
             },
             Arc::clone(&clock),
         ));
@@ -141,13 +194,8 @@ impl App {
         for m in &settings.mailboxes {
             match m.kind {
                 MailboxKind::Maildir => {
-                    let s = MaildirSource::new(
-                        m,
-                        store.clone(),
-                        settings.daemon.batch_size,
-                        settings.daemon.queue_capacity,
-                        Arc::clone(&clock),
-                    )?;
+                    let s =
+                        MaildirSource::new(m, &settings.daemon, store.clone(), Arc::clone(&clock))?;
                     s.check()?;
                     sources.push(Source::Maildir(s));
                 }
@@ -228,9 +276,17 @@ impl App {
             });
         }
 
+        // Each mailbox on its own: one that fails (a dead server, a missing
+        // directory) is logged and reported, and the others are drained.
         let mut summary = RunSummary::default();
-        let mut fetch_error = None;
         for source in &self.sources {
+            let failed = |summary: &mut RunSummary, error: String| {
+                tracing::error!(mailbox = source.name(), error = %error, "mailbox drain failed; the other mailboxes go on");
+                summary.failed_sources.push(FailedSource {
+                    mailbox: source.name().to_owned(),
+                    error,
+                });
+            };
             let lease = match self.store.try_lease(source.name()).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
@@ -242,8 +298,8 @@ impl App {
                     continue;
                 }
                 Err(e) => {
-                    fetch_error = Some(anyhow::Error::new(e).context("taking a mailbox lease"));
-                    break;
+                    failed(&mut summary, format!("taking the mailbox lease: {e}"));
+                    continue;
                 }
             };
             let w = Arc::clone(&wake);
@@ -256,18 +312,14 @@ impl App {
                         stored = d.stored,
                         duplicates = d.duplicates,
                         vanished = d.vanished,
+                        skipped = d.skipped,
                         "mailbox drained"
                     );
                     summary.stored += d.stored;
                     summary.duplicates += d.duplicates;
+                    summary.skipped += d.skipped;
                 }
-                Err(e) => {
-                    fetch_error = Some(
-                        anyhow::Error::new(e)
-                            .context(format!("draining mailbox {}", source.name())),
-                    );
-                    break;
-                }
+                Err(e) => failed(&mut summary, e.to_string()),
             }
         }
         fetching.store(false, Ordering::Release);
@@ -280,7 +332,7 @@ impl App {
                 Err(e) => worker_error = Some(anyhow::anyhow!("a worker panicked: {e}")),
             }
         }
-        if let Some(e) = fetch_error.or(worker_error) {
+        if let Some(e) = worker_error {
             return Err(e);
         }
         summary.processed = processed.load(Ordering::Relaxed);
@@ -442,8 +494,8 @@ async fn fetch_loop(
             Ok(s) => {
                 health.up();
                 retry.reset();
-                if s.stored + s.duplicates > 0 {
-                    tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, "fetched");
+                if s.stored + s.duplicates + s.skipped > 0 {
+                    tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = source.set_aside_count(), "fetched");
                 }
             }
             Err(e) => {

@@ -287,7 +287,7 @@ async fn duplicates_are_processed_once(opts: PgPoolOptions, conn: PgConnectOptio
     deliver(&md, "c.host", &dsn(1));
     std::fs::write(md.join("cur").join("d.host:2,"), dsn(2)).expect("cur file");
     std::fs::write(md.join("cur").join("e.host:2,S"), dsn(2)).expect("seen file");
-    // Same uid again, other content: refused as already stored.
+    // A uid is a hint: the same uid with other content is a new message.
     assert!(matches!(
         store
             .intake_insert("bounces", "c.host", b"other", t0())
@@ -295,9 +295,17 @@ async fn duplicates_are_processed_once(opts: PgPoolOptions, conn: PgConnectOptio
             .expect("insert"),
         IntakeInsert::Stored(_)
     ));
-    assert_eq!(
+    assert!(matches!(
         store
             .intake_insert("bounces", "c.host", b"other 2", t0())
+            .await
+            .expect("insert"),
+        IntakeInsert::UidReused(_)
+    ));
+    // Same content again, whatever the uid: a duplicate.
+    assert_eq!(
+        store
+            .intake_insert("bounces", "z.host", b"other 2", t0())
             .await
             .expect("insert"),
         IntakeInsert::Duplicate
@@ -308,13 +316,13 @@ async fn duplicates_are_processed_once(opts: PgPoolOptions, conn: PgConnectOptio
         .run_once()
         .await
         .expect("run");
-    // a, d stored; b (same content as a) and c (uid taken) duplicates; e already seen.
-    assert_eq!((s.stored, s.duplicates), (2, 2), "{s:?}");
+    // a, c (uid known, content new), d stored; b (same content as a) a duplicate; e already seen.
+    assert_eq!((s.stored, s.duplicates), (3, 1), "{s:?}");
     assert_eq!(count_files(&md.join("new")), 0);
     assert!(md.join("cur").join("d.host:2,S").exists());
-    assert_eq!(s.intake.done, 3);
-    // user0 and user2 once each; "other" is not a bounce (no recipient)
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 2);
+    assert_eq!(s.intake.done, 5);
+    // user0, user1 and user2 once each; "other" is not a bounce (no recipient)
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 3);
     assert_eq!(
         scalar(&pool, "SELECT count(*) FROM (SELECT message_hash FROM bounce_events GROUP BY 1 HAVING count(*) > 1) d").await,
         0

@@ -197,6 +197,8 @@ async fn pop3_retrieve_all(client: &mut Pop3Client, expected: &[Vec<u8>]) -> Vec
     let mut seen = Vec::new();
     for (msgno, _) in &listing {
         let body = client.retr(*msgno).await.expect("RETR");
+        assert_eq!(body.truncated, None);
+        let body = body.raw;
         assert!(expected.contains(&body), "RETR {msgno} is not byte-exact");
         seen.push(body);
     }
@@ -253,19 +255,20 @@ async fn pop3_stls_dele_without_quit_removes_nothing() {
 }
 
 #[tokio::test]
-async fn pop3_retr_over_size_limit_is_refused() {
+async fn pop3_retr_over_size_limit_keeps_the_first_bytes_and_the_session() {
     let _server = SERVER.read().await;
     let env = test_env();
     let account = env.account(9);
-    account.deliver("big", &message(5, 2000));
+    let big = message(5, 2000);
+    account.deliver("big", &big);
 
     let mut client = pop3_login(&env.pop3s(), &env, &account).await;
     client.set_max_message_size(10_000);
-    let err = client.retr(1).await.expect_err("over the limit");
-    assert!(
-        matches!(err, MailboxError::MessageTooLarge { limit: 10_000, .. }),
-        "{err}"
-    );
+    let fetched = client.retr(1).await.expect("RETR of a message over the bound");
+    assert_eq!(fetched.raw, big[..10_000]);
+    let t = fetched.truncated.expect("marked truncated");
+    assert_eq!(t.original_size, big.len() as u64);
+    assert_eq!(t.content_hash, inmail::store::content_hash(&big));
     client.noop().await.expect("session still usable");
     client.quit().await.expect("QUIT");
 }
@@ -298,7 +301,7 @@ async fn imaps_select_search_fetch_is_byte_exact() {
     client.noop().await.expect("NOOP");
     let mut fetched = Vec::new();
     for uid in uids {
-        let body = client.uid_fetch(uid).await.expect("FETCH").expect("exists");
+        let body = client.uid_fetch(uid).await.expect("FETCH").expect("exists").raw;
         assert!(messages.contains(&body), "UID {uid} is not byte-exact");
         fetched.push(body);
     }
@@ -306,7 +309,7 @@ async fn imaps_select_search_fetch_is_byte_exact() {
     fetched.dedup();
     assert_eq!(fetched.len(), 3);
     assert_eq!(
-        client.uid_fetch(4).await.expect("FETCH"),
+        client.uid_fetch(4).await.expect("FETCH").map(|m| m.raw),
         Some(message(13, 0))
     );
 
@@ -406,13 +409,13 @@ async fn plain_connections_work_on_loopback() {
     let imap = env.endpoint(env.imap_port, TlsMode::None);
     let mut client = imap_login(&imap, &env, &account).await;
     client.select("INBOX").await.expect("SELECT");
-    let body = client.uid_fetch(1).await.expect("FETCH");
+    let body = client.uid_fetch(1).await.expect("FETCH").map(|m| m.raw);
     assert_eq!(body, Some(message(40, 0)));
     client.logout().await.expect("LOGOUT");
 
     let pop3 = env.endpoint(env.pop3_port, TlsMode::None);
     let mut client = pop3_login(&pop3, &env, &account).await;
-    assert_eq!(client.retr(1).await.expect("RETR"), message(40, 0));
+    assert_eq!(client.retr(1).await.expect("RETR").raw, message(40, 0));
     client.quit().await.expect("QUIT");
 }
 

@@ -82,9 +82,48 @@ pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
 }
 
 /// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
+/// A `utf-8` address may carry escaped characters (`\x{F6}`), decoded here.
 fn typed_address(v: &str) -> Option<EmailAddress> {
-    let value = v.split_once(';').map(|(_, a)| a).unwrap_or(v);
-    headers::first_address(value)
+    match v.split_once(';') {
+        Some((kind, value)) if kind.trim().eq_ignore_ascii_case("utf-8") && value.contains("\\x{") => {
+            headers::first_address(&decode_utf8_addr(value))
+        }
+        Some((_, value)) => headers::first_address(value),
+        None => headers::first_address(v),
+    }
+}
+
+/// Decodes the `EmbeddedUnicodeChar`s of an RFC 6533 `utf-8` address
+/// (section 3: `utf-8-addr-xtext` and `utf-8-addr-unitext` write a
+/// character as `\x{HEXPOINT}`, 2 to 6 upper-case hex digits of its code
+/// point, e.g. `\x{F6}laf@ex\x{E4}mple.test` is `ölaf@exämple.test`). A
+/// sequence that is not a valid escape stays as it is.
+fn decode_utf8_addr(value: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("\\x{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        let decoded = after.find('}').and_then(|end| {
+            let hex = &after[..end];
+            ((2..=6).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u32::from_str_radix(hex, 16).ok().and_then(char::from_u32))
+                .flatten()
+                .map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[at..at + 3]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// `smtp; 550 5.1.1 ...` → `550 5.1.1 ...`

@@ -84,6 +84,13 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
         if args.once {
             let s = App::build(settings).await?.run_once().await?;
             println!("{}", serde_json::to_string(&s)?);
+            // Every mailbox was drained that could be; the status says
+            // whether one could not (each is named in the summary and logged).
+            if !s.failed_sources.is_empty() {
+                let names: Vec<&str> = s.failed_sources.iter().map(|f| f.mailbox.as_str()).collect();
+                eprintln!("inmail: mailboxes failed: {}", names.join(", "));
+                return Ok(2);
+            }
             return Ok(0);
         }
         let shutdown = CancellationToken::new();
@@ -197,7 +204,9 @@ pub fn check_config(config: Option<&Path>, args: CheckConfigArgs) -> anyhow::Res
             return Ok(1);
         }
     };
-    if let Err(e) = settings.validate() {
+    // The same checks as `run` makes before connecting (see
+    // `startup::check_settings`): what one accepts, the other accepts.
+    if let Err(e) = crate::startup::check_settings(&settings) {
         eprintln!("inmail: {e}");
         return Ok(1);
     }

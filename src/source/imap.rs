@@ -13,10 +13,18 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::tls::MailConnection;
-use super::{server_text, MailboxError, Result, ServerEndpoint, TlsMode, DEFAULT_MAX_MESSAGE_SIZE};
+use super::{
+    server_text, Deadlines, FetchedMessage, MailboxError, Result, ServerEndpoint, TlsMode,
+    DEFAULT_MAX_MESSAGE_SIZE,
+};
 
 /// One response line may be long: `* SEARCH` lists every matching UID.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Bound for the protocol text of the untagged responses one command keeps
+/// (literal contents are never kept, except the body `UID FETCH` asks for):
+/// a server flooding a command with unsolicited responses fails the
+/// command instead of growing memory.
+const MAX_KEPT_TEXT: usize = 2 * MAX_LINE;
 /// RFC 2177: servers may drop an IDLE client after 30 minutes of inactivity.
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 
@@ -28,6 +36,7 @@ pub struct ImapClient {
     /// state (they change after STARTTLS and after login).
     capabilities: Option<Vec<String>>,
     max_message_size: usize,
+    deadlines: Deadlines,
 }
 
 /// State of a mailbox after SELECT.
@@ -53,9 +62,8 @@ pub enum IdleOutcome {
 #[derive(Debug, Default)]
 struct Response {
     segments: Vec<Vec<u8>>,
-    literals: Vec<Vec<u8>>,
-    /// Size of a literal that exceeded the message limit and was skipped.
-    oversized: Option<u64>,
+    /// Each kept up to the message size bound (the rest hashed, not kept).
+    literals: Vec<FetchedMessage>,
 }
 
 impl Response {
@@ -96,8 +104,13 @@ impl ImapClient {
             next_tag: 1,
             capabilities: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            deadlines: Deadlines::default(),
         };
+        client
+            .conn
+            .start_deadline("greeting", client.deadlines.command);
         client.read_greeting().await?;
+        client.conn.clear_deadline();
         if endpoint.tls == TlsMode::StartTls {
             client.run("STARTTLS").await?;
             client.conn = client.conn.start_tls(endpoint).await?;
@@ -107,10 +120,20 @@ impl ImapClient {
         Ok(client)
     }
 
-    /// Changes the largest message [`ImapClient::uid_fetch`] accepts
-    /// (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+    /// Changes the largest message [`ImapClient::uid_fetch`] keeps whole
+    /// (default [`DEFAULT_MAX_MESSAGE_SIZE`]); a larger one is kept truncated.
     pub fn set_max_message_size(&mut self, limit: usize) {
-        self.max_message_size = limit;
+        self.max_message_size = limit.max(1);
+    }
+
+    /// Changes the overall deadlines of a fetch and of other commands.
+    pub fn set_deadlines(&mut self, deadlines: Deadlines) {
+        self.deadlines = deadlines;
+    }
+
+    /// False once an error left the session out of step (reconnect).
+    pub fn is_usable(&self) -> bool {
+        self.conn.is_usable()
     }
 
     /// Capabilities for the current state, asking the server if needed.
@@ -212,19 +235,42 @@ impl ImapClient {
 
     /// The full message (RFC 5322 bytes, exactly as stored), without setting
     /// `\Seen`; `None` if no message has this UID (e.g. already expunged).
-    pub async fn uid_fetch(&mut self, uid: u32) -> Result<Option<Vec<u8>>> {
-        let responses = self.run(&format!("UID FETCH {uid} (BODY.PEEK[])")).await?;
-        // Other FETCH responses may be unsolicited flag updates.
-        let Some(mut response) = responses.into_iter().find(|r| is_fetch_of(r, uid)) else {
-            return Ok(None);
+    /// A message over the size bound comes back truncated (its first bytes,
+    /// with its full size and hash). Only the body asked for is kept: other
+    /// responses, solicited or not, are read and dropped as they arrive.
+    /// The whole fetch is bounded by the message deadline.
+    pub async fn uid_fetch(&mut self, uid: u32) -> Result<Option<FetchedMessage>> {
+        let command = format!("UID FETCH {uid} (BODY.PEEK[])");
+        let tag = self.send(&[Arg::Text(&command)], &command).await?;
+        self.conn.start_deadline(&command, self.deadlines.message);
+        let mut body = None;
+        let result = loop {
+            let response = match self.read_response().await {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
+            if let Some(status) = tagged_status(&response, &tag) {
+                break if starts_with_ignore_case(status, b"OK") {
+                    Ok(())
+                } else {
+                    Err(MailboxError::Protocol {
+                        command: command.clone(),
+                        response: server_text(status),
+                    })
+                };
+            }
+            if let Err(e) = self.check_untagged(&response, &tag, &command) {
+                break Err(e);
+            }
+            self.note_capabilities(&response);
+            if body.is_none() && is_fetch_of(&response, uid) {
+                let mut response = response;
+                body = body_literal_index(&response)
+                    .map(|i| std::mem::take(&mut response.literals[i]));
+            }
         };
-        if let Some(size) = response.oversized {
-            return Err(MailboxError::MessageTooLarge {
-                size,
-                limit: self.max_message_size,
-            });
-        }
-        Ok(body_literal_index(&response).map(|i| std::mem::take(&mut response.literals[i])))
+        self.conn.clear_deadline();
+        result.map(|()| body)
     }
 
     /// Moves messages, with MOVE if offered, else COPY + delete.
@@ -302,6 +348,8 @@ impl ImapClient {
                 outcome = IdleOutcome::NewMail;
             }
         }
+        // Waiting is what IDLE is for: no command deadline until DONE.
+        self.conn.clear_deadline();
         while outcome == IdleOutcome::Timeout {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if !self.conn.wait_readable(remaining).await? {
@@ -313,6 +361,7 @@ impl ImapClient {
                 outcome = IdleOutcome::NewMail;
             }
         }
+        self.conn.start_deadline("IDLE", self.deadlines.command);
         self.conn.write_all(b"DONE\r\n").await?;
         self.finish(&tag, "IDLE").await?;
         Ok(outcome)
@@ -358,6 +407,8 @@ impl ImapClient {
         let tag = format!("A{:04}", self.next_tag);
         self.next_tag = self.next_tag.wrapping_add(1);
         tracing::debug!(tag, command = describe, "imap command");
+        // Cleared when the tagged completion is read (`finish`).
+        self.conn.start_deadline(describe, self.deadlines.command);
         let mut pending = format!("{tag} ").into_bytes();
         for arg in args {
             match arg {
@@ -391,11 +442,20 @@ impl ImapClient {
         }
     }
 
-    /// Collects untagged responses up to the tagged completion of `tag`.
+    /// Collects untagged responses up to the tagged completion of `tag`,
+    /// without their literal contents (no command but `UID FETCH` needs
+    /// them) and within [`MAX_KEPT_TEXT`] bytes of protocol text.
     async fn finish(&mut self, tag: &str, describe: &str) -> Result<Vec<Response>> {
+        let result = self.finish_inner(tag, describe).await;
+        self.conn.clear_deadline();
+        result
+    }
+
+    async fn finish_inner(&mut self, tag: &str, describe: &str) -> Result<Vec<Response>> {
         let mut untagged = Vec::new();
+        let mut kept = 0usize;
         loop {
-            let response = self.read_response().await?;
+            let mut response = self.read_response().await?;
             if let Some(status) = tagged_status(&response, tag) {
                 self.note_capabilities(&response);
                 return if starts_with_ignore_case(status, b"OK") {
@@ -411,6 +471,17 @@ impl ImapClient {
                 self.check_untagged(&response, tag, describe)?;
             }
             self.note_capabilities(&response);
+            response.literals.clear();
+            kept += response.segments.iter().map(Vec::len).sum::<usize>();
+            if kept > MAX_KEPT_TEXT {
+                self.conn.poison();
+                return Err(MailboxError::Protocol {
+                    command: describe.to_owned(),
+                    response: format!(
+                        "the server sent more than {MAX_KEPT_TEXT} bytes of responses to one command"
+                    ),
+                });
+            }
             untagged.push(response);
         }
     }
@@ -445,14 +516,17 @@ impl ImapClient {
             let Some(len) = literal else {
                 return Ok(response);
             };
-            if len > self.max_message_size as u64 {
-                self.conn.skip(len).await?;
-                response.oversized = Some(len);
-                response.literals.push(Vec::new());
-            } else {
-                // Bounded by max_message_size, which is a usize.
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                response.literals.push(self.conn.read_exact(len).await?);
+            // Kept up to the size bound, hashed whole: one response never
+            // holds more than max_message_size of literal, however large
+            // the server says it is.
+            let literal = self.conn.read_bounded(len, self.max_message_size).await?;
+            response.literals.push(literal);
+            if response.literals.len() > 64 {
+                self.conn.poison();
+                return Err(MailboxError::Protocol {
+                    command: "read".into(),
+                    response: "more than 64 literals in one response".into(),
+                });
             }
         }
     }
@@ -621,8 +695,10 @@ mod tests {
     fn response(segments: &[&[u8]], literals: &[&[u8]]) -> Response {
         Response {
             segments: segments.iter().map(|s| s.to_vec()).collect(),
-            literals: literals.iter().map(|l| l.to_vec()).collect(),
-            oversized: None,
+            literals: literals
+                .iter()
+                .map(|l| FetchedMessage::whole(l.to_vec()))
+                .collect(),
         }
     }
 

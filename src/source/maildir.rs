@@ -18,13 +18,26 @@
 //! - `after = "delete"`: removed.
 //!
 //! A file that vanished between listing and reading (another instance took
-//! it) is skipped, not an error. The intake key is the file's unique name:
-//! the part before `:2,`, which stays the same when flags change.
+//! it) is skipped, not an error. A file that cannot be read (permissions:
+//! an MTA delivering with mode 0600 as another user) is set aside: logged
+//! once with its path and the error, counted (`skipped` in the drain
+//! summary and the `fetched` log line), retried every
+//! `daemon.skipped_retry_secs`; the drain goes on with the other files. A
+//! file whose name is not UTF-8 is taken like any other (its uid is the
+//! name with the invalid bytes replaced). Every file is read up to
+//! `daemon.max_message_bytes` (the rest is hashed, not kept: see
+//! `store::Truncated`), and batches are cut at `daemon.batch_size` files or
+//! `daemon.batch_bytes` bytes. The intake uid is the file's unique name
+//! (the part before `:2,`, which stays the same when flags change): a hint
+//! for the logs; the content hash says what is a duplicate.
 
-use crate::config::MailboxSettings;
+use super::{note_stored, BoundedMessage, SetAside};
+use crate::config::{DaemonSettings, MailboxSettings};
 use crate::pipeline::Clock;
-use crate::store::{IntakeInsert, NewIntake, Store, StoreError};
-use std::io;
+use crate::store::{NewIntake, Store, StoreError};
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +80,13 @@ pub enum After {
 pub struct DrainSummary {
     /// New intake rows.
     pub stored: usize,
-    /// Already stored (same uid or same content): removed from the mailbox only.
+    /// Already stored (same content): removed from the mailbox only.
     pub duplicates: usize,
     /// Listed, then gone before we read it.
     pub vanished: usize,
+    /// Set aside (unreadable, or a fetch that failed on its own account) or
+    /// still waiting for its retry: left in the mailbox, tried again later.
+    pub skipped: usize,
 }
 
 #[derive(Clone)]
@@ -80,7 +96,9 @@ pub struct MaildirSource {
     after: After,
     store: Store,
     batch_size: usize,
-    queue_capacity: usize,
+    batch_bytes: usize,
+    max_message_bytes: usize,
+    set_aside: SetAside,
     clock: Clock,
 }
 
@@ -100,13 +118,25 @@ struct Fetched {
 }
 
 impl MaildirSource {
-    pub fn new(
-        m: &MailboxSettings,
-        store: Store,
-        batch_size: usize,
-        queue_capacity: usize,
-        clock: Clock,
-    ) -> Result<Self, SourceError> {
+    /// Every check [`MaildirSource::new`] and [`MaildirSource::check`] make,
+    /// without a store and without creating anything: what `check-config`
+    /// runs so that it accepts exactly what `run` accepts.
+    pub fn parse(m: &MailboxSettings) -> Result<(), SourceError> {
+        let (root, after) = Self::parsed(m)?;
+        check_structure(&root)?;
+        if let After::Move(dest) = after {
+            // `run` creates it; it must at least be creatable.
+            if dest.exists() && !dest.is_dir() {
+                return Err(SourceError::Config {
+                    name: m.name.clone(),
+                    message: format!("move_to: {} is not a directory", dest.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn parsed(m: &MailboxSettings) -> Result<(PathBuf, After), SourceError> {
         let config = |message: String| SourceError::Config {
             name: m.name.clone(),
             message,
@@ -134,13 +164,27 @@ impl MaildirSource {
             }
             other => return Err(config(format!("unknown after = {other:?}"))),
         };
+        Ok((root, after))
+    }
+
+    pub fn new(
+        m: &MailboxSettings,
+        daemon: &DaemonSettings,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Self, SourceError> {
+        let (root, after) = Self::parsed(m)?;
         Ok(Self {
             name: m.name.clone(),
             root,
             after,
             store,
-            batch_size: batch_size.max(1),
-            queue_capacity: queue_capacity.max(1),
+            batch_size: daemon.batch_size.min(daemon.queue_capacity).max(1),
+            batch_bytes: daemon.batch_bytes.max(1),
+            max_message_bytes: daemon.max_message_bytes.max(1),
+            set_aside: SetAside::new(std::time::Duration::from_secs(
+                daemon.skipped_retry_secs.max(1),
+            )),
             clock,
         })
     }
@@ -161,15 +205,7 @@ impl MaildirSource {
     /// Checks the maildir is there (`cur/`, `new/`, `tmp/`), creating the
     /// `move` destination if needed.
     pub fn check(&self) -> Result<(), SourceError> {
-        for sub in ["cur", "new", "tmp"] {
-            let p = self.root.join(sub);
-            if !p.is_dir() {
-                return Err(SourceError::Io {
-                    path: p,
-                    source: io::Error::new(io::ErrorKind::NotFound, "not a maildir directory"),
-                });
-            }
-        }
+        self.check_structure()?;
         if let After::Move(dest) = &self.after {
             for sub in ["cur", "new", "tmp"] {
                 let p = dest.join(sub);
@@ -180,6 +216,11 @@ impl MaildirSource {
         Ok(())
     }
 
+    /// Checks the maildir is there (`cur/`, `new/`, `tmp/`), changing nothing.
+    pub fn check_structure(&self) -> Result<(), SourceError> {
+        check_structure(&self.root)
+    }
+
     /// Pending files: `new/*`, then `cur/*` without the `S` flag, each sorted
     /// by name (maildir names start with the delivery time).
     pub fn list_pending(&self) -> Result<Vec<PathBuf>, SourceError> {
@@ -187,7 +228,7 @@ impl MaildirSource {
         out.sort();
         let mut cur: Vec<PathBuf> = list_dir(&self.root.join("cur"))?
             .into_iter()
-            .filter(|p| !file_name(p).is_some_and(has_seen_flag))
+            .filter(|p| !p.file_name().is_some_and(|n| has_seen_flag(n.as_bytes())))
             .collect();
         cur.sort();
         out.extend(cur);
@@ -211,53 +252,67 @@ impl MaildirSource {
         if files.is_empty() {
             return Ok(summary);
         }
-        let depth = (self.queue_capacity / self.batch_size).max(1);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Fetched>, usize)>(depth);
-        let batch_size = self.batch_size;
+        // One batch read ahead of the one being stored: memory is bounded
+        // by about three batches (reading, queued, storing), each within
+        // `batch_bytes` (or one message up to `max_message_bytes`).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Read_>(1);
+        let (batch_size, batch_bytes, limit) =
+            (self.batch_size, self.batch_bytes, self.max_message_bytes);
         let reader_cancel = cancel.clone();
+        let set_aside = self.set_aside.clone();
+        let mailbox = self.name.clone();
         let reader = tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
-            for chunk in files.chunks(batch_size) {
+            let mut batch = Read_::default();
+            let mut bytes = 0usize;
+            for path in files {
                 if reader_cancel.is_cancelled() {
-                    break;
+                    return Ok(());
                 }
-                let mut batch = Vec::with_capacity(chunk.len());
-                let mut vanished = 0;
-                for path in chunk {
-                    match std::fs::read(path) {
-                        Ok(raw) => {
-                            let Some(uid) = file_name(path).map(unique_part) else {
-                                continue;
-                            };
-                            batch.push(Fetched {
-                                item: NewIntake {
-                                    uid: uid.to_owned(),
-                                    raw,
-                                },
-                                path: path.clone(),
-                            });
+                let key = path.to_string_lossy().into_owned();
+                if !set_aside.is_due(&key) {
+                    batch.skipped += 1;
+                    continue;
+                }
+                match read_bounded(&path, limit) {
+                    Ok(item) => {
+                        set_aside.clear(&key);
+                        let Some(name) = path.file_name() else {
+                            continue;
+                        };
+                        if name.to_str().is_none() {
+                            tracing::warn!(mailbox = %mailbox, path = %path.display(), "maildir file name is not UTF-8: taken with the invalid bytes replaced in its uid");
                         }
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => vanished += 1,
-                        Err(source) => {
-                            return Err(SourceError::Io {
-                                path: path.clone(),
-                                source,
-                            })
+                        let uid = name_lossy(unique_part(name.as_bytes()));
+                        let item = item.into_intake(uid);
+                        bytes += item.held_bytes();
+                        batch.items.push(Fetched { item, path });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => batch.vanished += 1,
+                    Err(e) => {
+                        if set_aside.set_aside(&key) {
+                            tracing::error!(mailbox = %mailbox, path = %path.display(), error = %e, retry_in_secs = set_aside.retry_after().as_secs(), "cannot read a maildir file: set aside, the other files go on");
                         }
+                        batch.skipped += 1;
                     }
                 }
-                if tx.blocking_send((batch, vanished)).is_err() {
-                    break; // the storing side stopped (error or shutdown)
+                if batch.items.len() >= batch_size || bytes >= batch_bytes {
+                    if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                        return Ok(()); // the storing side stopped (error or shutdown)
+                    }
+                    bytes = 0;
                 }
             }
+            let _ = tx.blocking_send(batch);
             Ok(())
         });
         let mut result = Ok(());
-        while let Some((batch, vanished)) = rx.recv().await {
-            summary.vanished += vanished;
-            if batch.is_empty() {
+        while let Some(batch) = rx.recv().await {
+            summary.vanished += batch.vanished;
+            summary.skipped += batch.skipped;
+            if batch.items.is_empty() {
                 continue;
             }
-            match self.store_batch(batch).await {
+            match self.store_batch(batch.items).await {
                 Ok((stored, dup)) => {
                     summary.stored += stored;
                     summary.duplicates += dup;
@@ -289,6 +344,11 @@ impl MaildirSource {
         result.map(|()| summary)
     }
 
+    /// Files set aside now (unreadable, waiting for their retry).
+    pub fn set_aside_count(&self) -> usize {
+        self.set_aside.len()
+    }
+
     /// Stores one batch (one committed statement), then moves its files.
     async fn store_batch(&self, batch: Vec<Fetched>) -> Result<(usize, usize), SourceError> {
         let (paths, items): (Vec<PathBuf>, Vec<NewIntake>) =
@@ -297,12 +357,8 @@ impl MaildirSource {
             .store
             .intake_insert_batch(&self.name, &items, (self.clock)())
             .await?;
+        let (stored, dup) = note_stored(&self.name, "maildir", &items, &results);
         drop(items);
-        let stored = results
-            .iter()
-            .filter(|r| matches!(r, IntakeInsert::Stored(_)))
-            .count();
-        let dup = results.len() - stored;
         // Committed: every file of the batch is now durable in intake
         // (stored now, or before as a duplicate) and may leave the mailbox.
         let after = self.after.clone();
@@ -319,15 +375,59 @@ impl MaildirSource {
     }
 }
 
+/// What the reading thread hands over: a batch, and what it skipped.
+#[derive(Default)]
+struct Read_ {
+    items: Vec<Fetched>,
+    vanished: usize,
+    skipped: usize,
+}
+
+fn name_lossy(name: impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(name.as_ref()).into_owned()
+}
+
+/// Reads a file up to `limit` bytes, hashing all of it (bounded memory
+/// whatever the file's size).
+fn read_bounded(path: &Path, limit: usize) -> io::Result<super::FetchedMessage> {
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let mut message = BoundedMessage::new(limit, size);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(message.finish()),
+            Ok(n) => message.push(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `cur/`, `new/` and `tmp/` are directories.
+fn check_structure(root: &Path) -> Result<(), SourceError> {
+    for sub in ["cur", "new", "tmp"] {
+        let p = root.join(sub);
+        if !p.is_dir() {
+            return Err(SourceError::Io {
+                path: p,
+                source: io::Error::new(io::ErrorKind::NotFound, "not a maildir directory"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Moves (or deletes) one stored file. A file already gone is fine.
 fn finish(root: &Path, after: &After, path: &Path) -> Result<(), SourceError> {
-    let Some(name) = file_name(path) else {
+    let Some(name) = path.file_name() else {
         return Ok(());
     };
+    let seen = OsString::from_vec(seen_name(name.as_bytes()));
     let res = match after {
         After::Delete => std::fs::remove_file(path),
-        After::Seen => std::fs::rename(path, root.join("cur").join(seen_name(name))),
-        After::Move(dest) => std::fs::rename(path, dest.join("cur").join(seen_name(name))),
+        After::Seen => std::fs::rename(path, root.join("cur").join(&seen)),
+        After::Move(dest) => std::fs::rename(path, dest.join("cur").join(&seen)),
     };
     match res {
         Ok(()) => Ok(()),
@@ -339,6 +439,8 @@ fn finish(root: &Path, after: &After, path: &Path) -> Result<(), SourceError> {
     }
 }
 
+/// Regular files of `dir` whose name does not start with `.`; names that
+/// are not UTF-8 included.
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let io_err = |source| SourceError::Io {
         path: dir.to_path_buf(),
@@ -352,7 +454,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
             Err(e) => return Err(io_err(e)),
         };
         let name = e.file_name();
-        if name.to_str().is_none_or(|n| n.starts_with('.')) {
+        if name.as_bytes().starts_with(b".") {
             continue;
         }
         if e.file_type().is_ok_and(|t| t.is_file()) {
@@ -362,36 +464,37 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(out)
 }
 
-fn file_name(p: &Path) -> Option<&str> {
-    p.file_name().and_then(|n| n.to_str())
-}
-
 /// The unique part of a maildir file name: everything before `:2,` (or
 /// before the first `:`).
-pub fn unique_part(name: &str) -> &str {
-    name.split_once(':').map_or(name, |(u, _)| u)
+pub fn unique_part(name: &[u8]) -> &[u8] {
+    match memchr::memchr(b':', name) {
+        Some(i) => &name[..i],
+        None => name,
+    }
 }
 
 /// The flags of a `cur/` name (`NAME:2,FLAGS`), if it has an info part.
-fn flags(name: &str) -> Option<&str> {
-    name.split_once(":2,").map(|(_, f)| f)
+fn flags(name: &[u8]) -> Option<&[u8]> {
+    memchr::memmem::find(name, b":2,").map(|i| &name[i + 3..])
 }
 
-fn has_seen_flag(name: &str) -> bool {
-    flags(name).is_some_and(|f| f.contains('S'))
+fn has_seen_flag(name: &[u8]) -> bool {
+    flags(name).is_some_and(|f| f.contains(&b'S'))
 }
 
 /// `NAME:2,FLAGS` with `S` added (flags kept sorted, as maildir wants).
-pub fn seen_name(name: &str) -> String {
+pub fn seen_name(name: &[u8]) -> Vec<u8> {
     let unique = unique_part(name);
-    let mut f: Vec<char> = flags(name).unwrap_or("").chars().collect();
-    if !f.contains(&'S') {
-        f.push('S');
+    let mut f: Vec<u8> = flags(name).unwrap_or(b"").to_vec();
+    if !f.contains(&b'S') {
+        f.push(b'S');
     }
     f.sort_unstable();
     f.dedup();
-    let f: String = f.into_iter().collect();
-    format!("{unique}:2,{f}")
+    let mut out = unique.to_vec();
+    out.extend_from_slice(b":2,");
+    out.extend_from_slice(&f);
+    out
 }
 
 #[cfg(test)]
@@ -400,13 +503,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(unique_part("123.abc.host"), "123.abc.host");
-        assert_eq!(unique_part("123.abc.host:2,RS"), "123.abc.host");
-        assert_eq!(seen_name("123.h"), "123.h:2,S");
-        assert_eq!(seen_name("123.h:2,T"), "123.h:2,ST");
-        assert_eq!(seen_name("123.h:2,RS"), "123.h:2,RS");
-        assert!(has_seen_flag("1.h:2,FS"));
-        assert!(!has_seen_flag("1.h:2,F"));
-        assert!(!has_seen_flag("1.h"));
+        assert_eq!(unique_part(b"123.abc.host"), b"123.abc.host");
+        assert_eq!(unique_part(b"123.abc.host:2,RS"), b"123.abc.host");
+        assert_eq!(seen_name(b"123.h"), b"123.h:2,S");
+        assert_eq!(seen_name(b"123.h:2,T"), b"123.h:2,ST");
+        assert_eq!(seen_name(b"123.h:2,RS"), b"123.h:2,RS");
+        assert_eq!(seen_name(b"1.\xff.h"), b"1.\xff.h:2,S");
+        assert!(has_seen_flag(b"1.h:2,FS"));
+        assert!(!has_seen_flag(b"1.h:2,F"));
+        assert!(!has_seen_flag(b"1.h"));
     }
 }

@@ -10,10 +10,12 @@ pub mod pop3;
 pub mod remote;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -65,6 +67,90 @@ impl Source {
             Self::Remote(s) => s.drain(cancel, on_batch).await?,
         })
     }
+}
+
+/// Messages a source could not take (an unreadable maildir file, a fetch
+/// that stalled past its deadline), each set aside until a retry time: the
+/// rest of the mailbox goes on, the failure is logged once (when first set
+/// aside) and counted, and the message is tried again on the slow schedule
+/// (`daemon.skipped_retry_secs`). Shared by the clones of one source.
+#[derive(Debug, Clone)]
+pub struct SetAside {
+    retry_after: Duration,
+    until: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+}
+
+impl SetAside {
+    pub fn new(retry_after: Duration) -> Self {
+        Self {
+            retry_after,
+            until: Arc::default(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
+        match self.until.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// False while `key` is set aside and its retry time has not come.
+    pub fn is_due(&self, key: &str) -> bool {
+        self.map()
+            .get(key)
+            .is_none_or(|t| *t <= tokio::time::Instant::now())
+    }
+
+    /// Sets `key` aside until the next retry; true the first time (log
+    /// then), false when it was set aside already (a retry that failed again).
+    pub fn set_aside(&self, key: &str) -> bool {
+        let next = tokio::time::Instant::now() + self.retry_after;
+        self.map().insert(key.to_owned(), next).is_none()
+    }
+
+    /// `key` was taken after all.
+    pub fn clear(&self, key: &str) {
+        self.map().remove(key);
+    }
+
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// How many are set aside now.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Logs what deserves a line after a batch is stored: a uid the mailbox
+/// reused for other content (stored as a new message), a message kept
+/// truncated. Returns (stored, duplicates).
+pub(crate) fn note_stored(
+    mailbox: &str,
+    kind: &'static str,
+    items: &[crate::store::NewIntake],
+    results: &[crate::store::IntakeInsert],
+) -> (usize, usize) {
+    use crate::store::IntakeInsert;
+    let mut stored = 0;
+    for (item, result) in items.iter().zip(results) {
+        if result.is_stored() {
+            stored += 1;
+        }
+        if let IntakeInsert::UidReused(id) = result {
+            tracing::warn!(mailbox, kind, uid = %item.uid, intake_id = id, "the mailbox reused a uid for a message with other content: stored as a new message");
+        }
+        if let (Some(t), true) = (item.truncated, result.is_stored()) {
+            tracing::warn!(mailbox, kind, uid = %item.uid, size = t.original_size, kept = item.raw.len(), "message larger than daemon.max_message_bytes: stored truncated (its first bytes, marked with its full size)");
+        }
+    }
+    (stored, results.len() - stored)
 }
 
 /// How the connection to the mail server is secured.
@@ -124,6 +210,25 @@ pub struct ServerEndpoint {
     pub timeout: Duration,
 }
 
+/// Overall deadlines, on top of the per-read timeout: a server sending one
+/// byte a second never trips a per-read timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// One message: IMAP `UID FETCH`, POP3 `RETR`.
+    pub message: Duration,
+    /// Any other command.
+    pub command: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            message: Duration::from_secs(300),
+            command: Duration::from_secs(120),
+        }
+    }
+}
+
 impl fmt::Display for ServerEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{} (tls={})", self.host, self.port, self.tls)
@@ -158,6 +263,10 @@ pub enum MailboxError {
         operation: &'static str,
         after: Duration,
     },
+    /// The whole command took longer than its deadline (a stalling or
+    /// dribbling server); the session is no longer usable.
+    #[error("{command} did not complete within its deadline of {after:?} (server stalled)")]
+    Deadline { command: String, after: Duration },
     #[error("connection closed by the server")]
     ConnectionClosed,
     #[error("connection unusable after an earlier error; reconnect")]
@@ -170,9 +279,84 @@ pub enum MailboxError {
 
 pub type Result<T, E = MailboxError> = std::result::Result<T, E>;
 
-/// Largest message the clients accept by default; bounces are small, and a
-/// bound keeps a hostile or broken server from exhausting memory.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Largest message the clients keep by default (`daemon.max_message_bytes`):
+/// a larger one is kept truncated to this many bytes (see
+/// [`FetchedMessage`]); a bound keeps a hostile or broken server from
+/// exhausting memory.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// A fetched message: whole, or its first bytes when it was larger than the
+/// size bound (the rest was read and hashed, not kept, so the session stays
+/// in step and the same message fetched again is recognised).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedMessage {
+    pub raw: Vec<u8>,
+    pub truncated: Option<crate::store::Truncated>,
+}
+
+impl FetchedMessage {
+    pub fn whole(raw: Vec<u8>) -> Self {
+        Self {
+            raw,
+            truncated: None,
+        }
+    }
+
+    /// Into an intake item under `uid`.
+    pub fn into_intake(self, uid: String) -> crate::store::NewIntake {
+        crate::store::NewIntake {
+            uid,
+            raw: self.raw,
+            truncated: self.truncated,
+        }
+    }
+}
+
+/// Keeps the first `limit` bytes of a stream and hashes all of it: the
+/// bounded-memory reader every source uses for a message.
+#[derive(Debug)]
+pub(crate) struct BoundedMessage {
+    limit: usize,
+    kept: Vec<u8>,
+    total: u64,
+    hash: sha2::Sha256,
+}
+
+impl BoundedMessage {
+    pub(crate) fn new(limit: usize, expected: Option<u64>) -> Self {
+        use sha2::Digest;
+        let cap = expected.map_or(8 * 1024, |e| e.min(limit as u64) as usize);
+        Self {
+            limit,
+            kept: Vec::with_capacity(cap),
+            total: 0,
+            hash: sha2::Sha256::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        use sha2::Digest;
+        self.hash.update(chunk);
+        self.total += chunk.len() as u64;
+        let room = self.limit.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    pub(crate) fn finish(self) -> FetchedMessage {
+        use sha2::Digest;
+        if self.total > self.kept.len() as u64 {
+            FetchedMessage {
+                raw: self.kept,
+                truncated: Some(crate::store::Truncated {
+                    original_size: self.total,
+                    content_hash: self.hash.finalize().into(),
+                }),
+            }
+        } else {
+            FetchedMessage::whole(self.kept)
+        }
+    }
+}
 
 /// Server text for error messages: lossy UTF-8, without line ending, and
 /// truncated so a chatty server cannot blow up logs.

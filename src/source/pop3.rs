@@ -8,7 +8,10 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::tls::MailConnection;
-use super::{server_text, MailboxError, Result, ServerEndpoint, TlsMode, DEFAULT_MAX_MESSAGE_SIZE};
+use super::{
+    server_text, BoundedMessage, Deadlines, FetchedMessage, MailboxError, Result, ServerEndpoint,
+    TlsMode, DEFAULT_MAX_MESSAGE_SIZE,
+};
 
 /// RFC 1939 caps status lines at 512 octets; allow generous slack for
 /// servers that exceed it without letting a broken one stream forever.
@@ -22,6 +25,7 @@ const MAX_LISTING: usize = 64 * 1024 * 1024;
 pub struct Pop3Client {
     conn: MailConnection,
     max_message_size: usize,
+    deadlines: Deadlines,
 }
 
 impl Pop3Client {
@@ -31,8 +35,14 @@ impl Pop3Client {
         let mut client = Self {
             conn: MailConnection::open(endpoint).await?,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            deadlines: Deadlines::default(),
         };
-        client.read_status("greeting").await?;
+        client
+            .conn
+            .start_deadline("greeting", client.deadlines.command);
+        let greeting = client.read_status("greeting").await;
+        client.conn.clear_deadline();
+        greeting?;
         if endpoint.tls == TlsMode::StartTls {
             client.command("STLS").await?;
             client.conn = client.conn.start_tls(endpoint).await?;
@@ -40,10 +50,20 @@ impl Pop3Client {
         Ok(client)
     }
 
-    /// Changes the largest message [`Pop3Client::retr`] accepts
-    /// (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+    /// Changes the largest message [`Pop3Client::retr`] keeps whole
+    /// (default [`DEFAULT_MAX_MESSAGE_SIZE`]); a larger one is kept truncated.
     pub fn set_max_message_size(&mut self, limit: usize) {
-        self.max_message_size = limit;
+        self.max_message_size = limit.max(1);
+    }
+
+    /// Changes the overall deadlines of a RETR and of other commands.
+    pub fn set_deadlines(&mut self, deadlines: Deadlines) {
+        self.deadlines = deadlines;
+    }
+
+    /// False once an error left the session out of step (reconnect).
+    pub fn is_usable(&self) -> bool {
+        self.conn.is_usable()
     }
 
     /// USER/PASS login. The password is only ever written to the socket.
@@ -61,10 +81,13 @@ impl Pop3Client {
             .await
             .map_err(|e| as_auth_error(e, user))?;
         let pass = format!("PASS {}\r\n", password.expose_secret());
-        self.conn.write_all(pass.as_bytes()).await?;
-        self.read_status("PASS")
-            .await
-            .map_err(|e| as_auth_error(e, user))?;
+        self.conn.start_deadline("PASS", self.deadlines.command);
+        let result = match self.conn.write_all(pass.as_bytes()).await {
+            Ok(()) => self.read_status("PASS").await,
+            Err(e) => Err(e),
+        };
+        self.conn.clear_deadline();
+        result.map_err(|e| as_auth_error(e, user))?;
         Ok(())
     }
 
@@ -72,8 +95,19 @@ impl Pop3Client {
     /// while message numbers do not.
     pub async fn uidl(&mut self) -> Result<Vec<(u32, String)>> {
         self.command("UIDL").await?;
-        let listing = self.read_multiline(MAX_LISTING).await?;
+        self.conn.start_deadline("UIDL", self.deadlines.message);
+        let listing = self.read_multiline(MAX_LISTING).await;
+        self.conn.clear_deadline();
+        let listing = listing?;
+        if listing.truncated.is_some() {
+            self.conn.poison();
+            return Err(MailboxError::Protocol {
+                command: "UIDL".into(),
+                response: format!("listing longer than {MAX_LISTING} bytes"),
+            });
+        }
         listing
+            .raw
             .split(|&b| b == b'\n')
             .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
             .filter(|line| !line.is_empty())
@@ -82,23 +116,25 @@ impl Pop3Client {
     }
 
     /// Retrieves a message: dot-unstuffed, CRLF line endings as sent by the
-    /// server, without the terminating `.` line.
-    ///
-    /// The size is checked with LIST first so an oversized message is
-    /// reported without transferring it and the session stays usable (the
-    /// caller may still DELE it).
-    pub async fn retr(&mut self, msgno: u32) -> Result<Vec<u8>> {
+    /// server, without the terminating `.` line. A message over the size
+    /// bound is read to its end (so the session stays usable) but only its
+    /// first bytes are kept (see [`FetchedMessage`]). The whole transfer is
+    /// bounded by the message deadline: a server that dribbles or never ends
+    /// fails with [`MailboxError::Deadline`], and the session is then
+    /// unusable (reconnect).
+    pub async fn retr(&mut self, msgno: u32) -> Result<FetchedMessage> {
+        let command = format!("RETR {msgno}");
+        self.command(&command).await?;
+        self.conn.start_deadline(&command, self.deadlines.message);
+        let message = self.read_multiline(self.max_message_size).await;
+        self.conn.clear_deadline();
+        message
+    }
+
+    /// The size the server gives for a message (`LIST msgno`), if it does.
+    pub async fn list_size(&mut self, msgno: u32) -> Result<Option<u64>> {
         let listed = self.command(&format!("LIST {msgno}")).await?;
-        if let Some(size) = parse_list_size(&listed) {
-            if size > self.max_message_size as u64 {
-                return Err(MailboxError::MessageTooLarge {
-                    size,
-                    limit: self.max_message_size,
-                });
-            }
-        }
-        self.command(&format!("RETR {msgno}")).await?;
-        self.read_multiline(self.max_message_size).await
+        Ok(parse_list_size(&listed))
     }
 
     /// Marks a message for deletion; it is removed only by [`Pop3Client::quit`].
@@ -121,10 +157,17 @@ impl Pop3Client {
     /// text of the positive reply.
     async fn command(&mut self, command: &str) -> Result<Vec<u8>> {
         tracing::debug!(command, "pop3 command");
-        self.conn
+        self.conn.start_deadline(command, self.deadlines.command);
+        let result = match self
+            .conn
             .write_all(format!("{command}\r\n").as_bytes())
-            .await?;
-        self.read_status(command).await
+            .await
+        {
+            Ok(()) => self.read_status(command).await,
+            Err(e) => Err(e),
+        };
+        self.conn.clear_deadline();
+        result
     }
 
     async fn read_status(&mut self, command: &str) -> Result<Vec<u8>> {
@@ -143,25 +186,17 @@ impl Pop3Client {
     }
 
     /// Reads the body of a multi-line reply up to the `.` line, undoing the
-    /// dot-stuffing of lines that start with `.`.
-    async fn read_multiline(&mut self, limit: usize) -> Result<Vec<u8>> {
-        let mut data = Vec::new();
+    /// dot-stuffing of lines that start with `.`; keeps at most `limit`
+    /// bytes (the rest is hashed, not kept).
+    async fn read_multiline(&mut self, limit: usize) -> Result<FetchedMessage> {
+        let mut data = BoundedMessage::new(limit, None);
         loop {
             let line = self.conn.read_line(MAX_DATA_LINE).await?;
             if line == b".\r\n" || line == b".\n" {
-                return Ok(data);
+                return Ok(data.finish());
             }
             let line = line.strip_prefix(b".").unwrap_or(&line);
-            if data.len() + line.len() > limit {
-                // The rest of the reply is still in flight; the session is
-                // out of step from here on.
-                self.conn.poison();
-                return Err(MailboxError::MessageTooLarge {
-                    size: (data.len() + line.len()) as u64,
-                    limit,
-                });
-            }
-            data.extend_from_slice(line);
+            data.push(line);
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! The contract is the intake's (see `store::intake`): a fetched message is
 //! first stored raw in PostgreSQL ([`Store::intake_insert_batch`], one
-//! committed statement per batch, deduplicated by mailbox + uid and by
-//! content hash), and only after that commit is it acknowledged on the
-//! server. Nothing is ever acknowledged that has not been committed.
+//! committed statement per batch, deduplicated by content hash: a UID or
+//! UIDL is a hint, never an identity), and only after that commit is it
+//! acknowledged on the server. Nothing is ever acknowledged that has not been committed.
 //!
 //! **IMAP.** Connect (implicit TLS, STARTTLS, or plain on loopback only),
 //! LOGIN, SELECT the folder. The position in the folder is a checkpoint
@@ -52,11 +52,11 @@ use tokio_util::sync::CancellationToken;
 use super::imap::{IdleOutcome, ImapClient, Selected};
 use super::maildir::DrainSummary;
 use super::pop3::Pop3Client;
-use super::{tls, MailboxError, ServerEndpoint, TlsMode, DEFAULT_MAX_MESSAGE_SIZE};
+use super::{note_stored, tls, Deadlines, MailboxError, SetAside, ServerEndpoint, TlsMode};
 use crate::backoff::{sleep_or_cancel, OutageBackoff};
 use crate::config::{DaemonSettings, MailboxKind, MailboxSettings};
 use crate::pipeline::Clock;
-use crate::store::{Checkpoint, IntakeInsert, MailboxLease, NewIntake, Store, StoreError};
+use crate::store::{Checkpoint, MailboxLease, NewIntake, Store, StoreError};
 
 /// Bound for connecting and for every network read or write.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,11 +110,32 @@ impl RemoteError {
     }
 }
 
+/// A fetch failure that is the message's, not the server's: it refused this
+/// message, or stalled on it past the message deadline. The message is set
+/// aside and the rest of the mailbox goes on.
+fn is_message_failure(e: &MailboxError) -> bool {
+    match e {
+        MailboxError::Deadline { .. } => true,
+        MailboxError::Protocol { .. } => !mailbox_outage(e),
+        _ => false,
+    }
+}
+
+/// How a POP3 session's pass over the listing ended.
+enum Pop3Pass {
+    /// Through the listing (or cancelled): QUIT.
+    Complete,
+    /// A message stalled the session: the batch in hand is committed; start
+    /// a new session.
+    Reopen,
+}
+
 fn mailbox_outage(e: &MailboxError) -> bool {
     match e {
         MailboxError::Connect { .. }
         | MailboxError::Io(_)
         | MailboxError::Timeout { .. }
+        | MailboxError::Deadline { .. }
         | MailboxError::ConnectionClosed
         | MailboxError::ConnectionBroken => true,
         // `* BYE` from an IMAP server shutting down or logging us out;
@@ -154,7 +175,10 @@ pub struct RemoteSource {
     after: RemoteAfter,
     poll: Duration,
     batch_size: usize,
+    batch_bytes: usize,
     max_message_size: usize,
+    deadlines: Deadlines,
+    set_aside: SetAside,
     store: Store,
     clock: Clock,
 }
@@ -171,6 +195,18 @@ impl fmt::Debug for RemoteSource {
             .field("poll", &self.poll)
             .finish_non_exhaustive()
     }
+}
+
+/// A mailbox's settings, checked.
+struct Parsed {
+    name: String,
+    kind: MailboxKind,
+    endpoint: ServerEndpoint,
+    username: String,
+    password: SecretString,
+    folder: String,
+    after: RemoteAfter,
+    poll: Duration,
 }
 
 /// An open IMAP session with the folder selected.
@@ -207,6 +243,36 @@ impl RemoteSource {
         store: Store,
         clock: Clock,
     ) -> Result<Self, RemoteError> {
+        let p = Self::parsed(m, daemon)?;
+        Ok(Self {
+            name: p.name,
+            kind: p.kind,
+            endpoint: p.endpoint,
+            username: p.username,
+            password: p.password,
+            folder: p.folder,
+            after: p.after,
+            poll: p.poll,
+            batch_size: daemon.batch_size.max(1),
+            batch_bytes: daemon.batch_bytes.max(1),
+            max_message_size: daemon.max_message_bytes.max(1),
+            deadlines: Deadlines {
+                message: Duration::from_secs(daemon.message_timeout_secs.max(1)),
+                command: Duration::from_secs(daemon.command_timeout_secs.max(1)),
+            },
+            set_aside: SetAside::new(Duration::from_secs(daemon.skipped_retry_secs.max(1))),
+            store,
+            clock,
+        })
+    }
+
+    /// Every check [`RemoteSource::new`] makes, without a store: what
+    /// `check-config` runs so that it accepts exactly what `run` accepts.
+    pub fn parse(m: &MailboxSettings, daemon: &DaemonSettings) -> Result<(), RemoteError> {
+        Self::parsed(m, daemon).map(drop)
+    }
+
+    fn parsed(m: &MailboxSettings, daemon: &DaemonSettings) -> Result<Parsed, RemoteError> {
         let err = |key: &'static str, message: String| RemoteError::Config {
             mailbox: m.name.clone(),
             key,
@@ -302,7 +368,7 @@ impl RemoteSource {
                 .unwrap_or(daemon.poll_interval_secs)
                 .max(1),
         );
-        Ok(Self {
+        Ok(Parsed {
             name: m.name.clone(),
             kind,
             endpoint: ServerEndpoint {
@@ -317,10 +383,6 @@ impl RemoteSource {
             folder,
             after,
             poll,
-            batch_size: daemon.batch_size.max(1),
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            store,
-            clock,
         })
     }
 
@@ -350,10 +412,15 @@ impl RemoteSource {
         self.endpoint.timeout = timeout;
     }
 
-    /// Changes the largest message fetched; a larger one is left on the
-    /// server (logged) and skipped.
+    /// Changes the largest message kept whole; a larger one is stored
+    /// truncated (logged), see `daemon.max_message_bytes`.
     pub fn set_max_message_size(&mut self, limit: usize) {
-        self.max_message_size = limit;
+        self.max_message_size = limit.max(1);
+    }
+
+    /// Changes the overall deadlines of a fetch and of other commands.
+    pub fn set_deadlines(&mut self, deadlines: Deadlines) {
+        self.deadlines = deadlines;
     }
 
     fn server_error(&self, error: MailboxError) -> RemoteError {
@@ -432,6 +499,7 @@ impl RemoteSource {
         let se = |e| self.server_error(e);
         let mut client = ImapClient::connect(&self.endpoint).await.map_err(se)?;
         client.set_max_message_size(self.max_message_size);
+        client.set_deadlines(self.deadlines);
         client
             .login(&self.username, &self.password)
             .await
@@ -452,6 +520,7 @@ impl RemoteSource {
         let se = |e| self.server_error(e);
         let mut client = Pop3Client::connect(&self.endpoint).await.map_err(se)?;
         client.set_max_message_size(self.max_message_size);
+        client.set_deadlines(self.deadlines);
         client
             .login(&self.username, &self.password)
             .await
@@ -486,15 +555,39 @@ impl RemoteSource {
             .intake_insert_batch(&self.name, items, (self.clock)())
             .await
             .map_err(|e| self.store_error(e))?;
-        let stored = results
-            .iter()
-            .filter(|r| matches!(r, IntakeInsert::Stored(_)))
-            .count();
-        Ok((stored, results.len() - stored))
+        Ok(note_stored(&self.name, kind_str(self.kind), items, &results))
+    }
+
+    /// Sets a message aside after a fetch failure that is the message's
+    /// (the server refused it, or stalled past the message deadline): logged
+    /// the first time, counted, retried after `daemon.skipped_retry_secs`.
+    fn set_message_aside(&self, key: &str, uid: &str, error: &MailboxError) {
+        let first = self.set_aside.set_aside(key);
+        let stalled = matches!(error, MailboxError::Deadline { .. });
+        if first {
+            tracing::warn!(
+                mailbox = %self.name,
+                kind = kind_str(self.kind),
+                uid,
+                error = %error,
+                stalled,
+                retry_in_secs = self.set_aside.retry_after().as_secs(),
+                "{}",
+                if stalled {
+                    "mail server stalled on a message: set aside, the rest of the mailbox goes on"
+                } else {
+                    "message could not be fetched: set aside, the rest of the mailbox goes on"
+                }
+            );
+        }
     }
 
     /// The IMAP drain over an open session: repeats until a search finds
-    /// nothing past the checkpoint (mail that arrived meanwhile included).
+    /// nothing past what this drain took (mail that arrived meanwhile
+    /// included). A message whose fetch fails on its own account (refused,
+    /// or stalled past the message deadline) is set aside and the session
+    /// reopened; the checkpoint is not advanced past it, so it is fetched
+    /// again when due (and after a restart) while the rest goes on.
     async fn drain_imap(
         &self,
         s: &mut ImapSession,
@@ -502,10 +595,14 @@ impl RemoteSource {
         on_batch: &(dyn Fn() + Send + Sync),
     ) -> Result<DrainSummary, RemoteError> {
         let se = |e| self.server_error(e);
-        let validity = s.selected.uid_validity;
         let mut summary = DrainSummary::default();
         let mut warned_validity = false;
+        // Highest UID this drain has dealt with (stored, skipped or set aside).
+        let mut cursor: u32 = 0;
+        // The first UID set aside and not taken: the checkpoint stays below it.
+        let mut held_back: Option<u32> = None;
         loop {
+            let validity = s.selected.uid_validity;
             let checkpoint = self
                 .store
                 .checkpoint(&self.name)
@@ -530,97 +627,197 @@ impl RemoteSource {
                 }
                 None => 1,
             };
-            let uids = s.client.uid_search_from(start).await.map_err(se)?;
+            let uids = s
+                .client
+                .uid_search_from(start.max(cursor.saturating_add(1)))
+                .await
+                .map_err(se)?;
             if uids.is_empty() {
                 return Ok(summary);
             }
-            for chunk in uids.chunks(self.batch_size) {
+            let mut reopen = false;
+            let mut rest = uids.as_slice();
+            while !rest.is_empty() && !reopen {
                 if cancel.is_cancelled() {
                     return Ok(summary);
                 }
-                let mut items = Vec::with_capacity(chunk.len());
-                let mut taken = Vec::with_capacity(chunk.len());
-                for &uid in chunk {
-                    match s.client.uid_fetch(uid).await {
-                        Ok(Some(raw)) => {
-                            items.push(NewIntake {
-                                uid: format!("{validity}:{uid}"),
-                                raw,
-                            });
+                let mut items = Vec::new();
+                let mut taken = Vec::new();
+                let mut bytes = 0usize;
+                let mut last = 0;
+                while let Some((&uid, tail)) = rest.split_first() {
+                    if items.len() >= self.batch_size || (bytes >= self.batch_bytes && !items.is_empty()) {
+                        break;
+                    }
+                    rest = tail;
+                    let key = format!("{validity}:{uid}");
+                    if !self.set_aside.is_due(&key) {
+                        summary.skipped += 1;
+                        held_back = held_back.or(Some(uid));
+                        last = uid;
+                        continue;
+                    }
+                    let fetched = tokio::select! {
+                        _ = cancel.cancelled() => return Ok(summary),
+                        r = s.client.uid_fetch(uid) => r,
+                    };
+                    match fetched {
+                        Ok(Some(message)) => {
+                            self.set_aside.clear(&key);
+                            let item = message.into_intake(key);
+                            bytes += item.held_bytes();
+                            items.push(item);
                             taken.push(uid);
                         }
                         Ok(None) => summary.vanished += 1,
-                        Err(MailboxError::MessageTooLarge { size, limit }) => {
-                            tracing::warn!(mailbox = %self.name, kind = "imap", uid, size, limit, "message too large: left in the folder and skipped");
+                        Err(e) if is_message_failure(&e) => {
+                            self.set_message_aside(&key, &key, &e);
+                            summary.skipped += 1;
+                            held_back = held_back.or(Some(uid));
+                            // A stall leaves the session unusable: commit
+                            // what is in hand, then reopen.
+                            reopen = !s.client.is_usable();
+                            if reopen {
+                                last = uid;
+                                break;
+                            }
                         }
                         Err(e) => return Err(se(e)),
                     }
+                    last = uid;
                 }
                 // 1. commit
                 self.commit_batch(items, &mut summary, on_batch).await?;
+                if reopen {
+                    tracing::info!(mailbox = %self.name, kind = "imap", "reopening the session after a stalled message");
+                    *s = self.open_imap().await?;
+                    if s.selected.uid_validity != validity {
+                        // UIDs of the old session mean nothing now: what was
+                        // stored comes back as duplicates.
+                        break;
+                    }
+                }
                 // 2. acknowledge what is committed (stored or duplicate)
                 match &self.after {
                     RemoteAfter::Seen => {}
                     RemoteAfter::Delete => s.client.uid_delete(&taken).await.map_err(se)?,
                     RemoteAfter::Move(to) => s.client.uid_move(&taken, to).await.map_err(se)?,
                 }
-                // 3. advance the checkpoint past the batch
-                let last = chunk.last().copied().unwrap_or(0);
-                self.store
-                    .set_checkpoint(
-                        &self.name,
-                        Checkpoint {
-                            uid_validity: i64::from(validity),
-                            last_uid: i64::from(last),
-                        },
-                        (self.clock)(),
-                    )
-                    .await
-                    .map_err(|e| self.store_error(e))?;
+                cursor = cursor.max(last);
+                // 3. advance the checkpoint past the batch, not past a
+                //    message set aside
+                let through = match held_back {
+                    Some(h) => h.saturating_sub(1),
+                    None => last,
+                };
+                if through >= start && s.selected.uid_validity == validity {
+                    self.store
+                        .set_checkpoint(
+                            &self.name,
+                            Checkpoint {
+                                uid_validity: i64::from(validity),
+                                last_uid: i64::from(through),
+                            },
+                            (self.clock)(),
+                        )
+                        .await
+                        .map_err(|e| self.store_error(e))?;
+                }
             }
         }
     }
 
-    /// The POP3 drain: one session, QUIT at the end makes the DELEs final.
+    /// The POP3 drain: sessions until one goes through the whole listing;
+    /// QUIT at its end makes the DELEs final. A message whose RETR fails on
+    /// its own account (refused, or stalled past the message deadline) is
+    /// set aside; a stall leaves the session unusable, so the batch in hand
+    /// is committed and a new session started (the DELEs of the abandoned
+    /// one are not final: those messages come back as duplicates and are
+    /// deleted then).
     async fn drain_pop3(
         &self,
         cancel: &CancellationToken,
         on_batch: &(dyn Fn() + Send + Sync),
     ) -> Result<DrainSummary, RemoteError> {
-        let se = |e| self.server_error(e);
-        let mut client = self.open_pop3().await?;
-        let listing = client.uidl().await.map_err(se)?;
         let mut summary = DrainSummary::default();
-        for chunk in listing.chunks(self.batch_size) {
-            if cancel.is_cancelled() {
-                break;
+        loop {
+            let mut client = self.open_pop3().await?;
+            match self
+                .pop3_session(&mut client, cancel, on_batch, &mut summary)
+                .await?
+            {
+                Pop3Pass::Complete => {
+                    client.quit().await.map_err(|e| self.server_error(e))?;
+                    return Ok(summary);
+                }
+                Pop3Pass::Reopen => {
+                    tracing::info!(mailbox = %self.name, kind = "pop3", "reopening the session after a stalled message");
+                }
             }
-            let mut items = Vec::with_capacity(chunk.len());
-            let mut taken = Vec::with_capacity(chunk.len());
-            for (msgno, uidl) in chunk {
-                match client.retr(*msgno).await {
-                    Ok(raw) => {
-                        items.push(NewIntake {
-                            uid: uidl.clone(),
-                            raw,
-                        });
+        }
+    }
+
+    async fn pop3_session(
+        &self,
+        client: &mut Pop3Client,
+        cancel: &CancellationToken,
+        on_batch: &(dyn Fn() + Send + Sync),
+        summary: &mut DrainSummary,
+    ) -> Result<Pop3Pass, RemoteError> {
+        let se = |e| self.server_error(e);
+        let listing = client.uidl().await.map_err(se)?;
+        let mut rest = listing.as_slice();
+        while !rest.is_empty() {
+            if cancel.is_cancelled() {
+                return Ok(Pop3Pass::Complete);
+            }
+            let mut items = Vec::new();
+            let mut taken = Vec::new();
+            let mut bytes = 0usize;
+            let mut reopen = false;
+            while let Some(((msgno, uidl), tail)) = rest.split_first() {
+                if items.len() >= self.batch_size || (bytes >= self.batch_bytes && !items.is_empty()) {
+                    break;
+                }
+                rest = tail;
+                if !self.set_aside.is_due(uidl) {
+                    summary.skipped += 1;
+                    continue;
+                }
+                let fetched = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(Pop3Pass::Complete),
+                    r = client.retr(*msgno) => r,
+                };
+                match fetched {
+                    Ok(message) => {
+                        self.set_aside.clear(uidl);
+                        let item = message.into_intake(uidl.clone());
+                        bytes += item.held_bytes();
+                        items.push(item);
                         taken.push(*msgno);
                     }
-                    Err(MailboxError::MessageTooLarge { size, limit }) => {
-                        tracing::warn!(mailbox = %self.name, kind = "pop3", uidl = %uidl, size, limit, "message too large: left on the server and skipped");
+                    Err(e) if is_message_failure(&e) => {
+                        self.set_message_aside(uidl, uidl, &e);
+                        summary.skipped += 1;
+                        if !client.is_usable() {
+                            reopen = true;
+                            break;
+                        }
                     }
                     Err(e) => return Err(se(e)),
                 }
             }
             // 1. commit
-            self.commit_batch(items, &mut summary, on_batch).await?;
+            self.commit_batch(items, summary, on_batch).await?;
+            if reopen {
+                return Ok(Pop3Pass::Reopen);
+            }
             // 2. mark for deletion; final only at QUIT
             for msgno in taken {
                 client.dele(msgno).await.map_err(se)?;
             }
         }
-        client.quit().await.map_err(se)?;
-        Ok(summary)
+        Ok(Pop3Pass::Complete)
     }
 
     /// The daemon loop: holds the mailbox lease, drains, waits for new mail
@@ -717,8 +914,8 @@ impl RemoteSource {
                 Ok(s) => {
                     state.up();
                     retry.reset();
-                    if s.stored + s.duplicates + s.vanished > 0 {
-                        tracing::info!(mailbox = %name, kind, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, "fetched");
+                    if s.stored + s.duplicates + s.vanished + s.skipped > 0 {
+                        tracing::info!(mailbox = %name, kind, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = self.set_aside.len(), "fetched");
                     }
                 }
                 Err(e) => {

@@ -120,6 +120,16 @@ pub(crate) struct MailConnection {
     reader: BufReader<MailStream>,
     timeout: Duration,
     broken: bool,
+    /// The overall deadline of the command in progress, if any: when it
+    /// passes, the read in progress fails with [`MailboxError::Deadline`].
+    deadline: Option<Deadline>,
+}
+
+#[derive(Debug, Clone)]
+struct Deadline {
+    at: tokio::time::Instant,
+    after: Duration,
+    command: String,
 }
 
 impl MailConnection {
@@ -143,6 +153,7 @@ impl MailConnection {
             reader: BufReader::new(stream),
             timeout: endpoint.timeout,
             broken: false,
+            deadline: None,
         })
     }
 
@@ -168,9 +179,27 @@ impl MailConnection {
         })
     }
 
+    /// Starts the overall deadline of `command` (replacing any other).
+    pub(crate) fn start_deadline(&mut self, command: &str, after: Duration) {
+        self.deadline = Some(Deadline {
+            at: tokio::time::Instant::now() + after,
+            after,
+            command: command.to_owned(),
+        });
+    }
+
+    /// The command completed (or waits without a deadline, as IDLE does).
+    pub(crate) fn clear_deadline(&mut self) {
+        self.deadline = None;
+    }
+
     /// Marks the protocol state as unknown; see the type documentation.
     pub(crate) fn poison(&mut self) {
         self.broken = true;
+    }
+
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.broken
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -197,6 +226,15 @@ impl MailConnection {
             Ok(())
         };
         let result = with_timeout("write", self.timeout, write).await;
+        let result = match (&result, &self.deadline) {
+            (Err(_), Some(d)) if tokio::time::Instant::now() >= d.at => {
+                Err(MailboxError::Deadline {
+                    command: d.command.clone(),
+                    after: d.after,
+                })
+            }
+            _ => result,
+        };
         self.track(result)
     }
 
@@ -241,23 +279,23 @@ impl MailConnection {
         }
     }
 
-    /// Reads exactly `len` bytes (an IMAP literal).
-    pub(crate) async fn read_exact(&mut self, len: usize) -> Result<Vec<u8>> {
-        let mut data = Vec::with_capacity(len);
-        self.consume_exact(len, |chunk| data.extend_from_slice(chunk))
-            .await?;
-        Ok(data)
-    }
-
-    /// Reads and discards `len` bytes, to stay in sync past an oversized literal.
-    pub(crate) async fn skip(&mut self, len: u64) -> Result<()> {
+    /// Reads `len` bytes (an IMAP literal) keeping only the first `limit`
+    /// and hashing all: memory stays bounded whatever the server announces,
+    /// and the session stays in step.
+    pub(crate) async fn read_bounded(
+        &mut self,
+        len: u64,
+        limit: usize,
+    ) -> Result<super::FetchedMessage> {
+        let mut message = super::BoundedMessage::new(limit, Some(len));
         let mut remaining = len;
         while remaining > 0 {
             let step = usize::try_from(remaining.min(1 << 20)).unwrap_or(1 << 20);
-            self.consume_exact(step, |_| {}).await?;
+            self.consume_exact(step, |chunk| message.push(chunk))
+                .await?;
             remaining -= step as u64;
         }
-        Ok(())
+        Ok(message.finish())
     }
 
     async fn consume_exact(&mut self, len: usize, mut sink: impl FnMut(&[u8])) -> Result<()> {
@@ -280,10 +318,27 @@ impl MailConnection {
     /// end of stream is an error because both protocols end sessions explicitly.
     async fn fill(&mut self) -> Result<&[u8]> {
         let after = self.timeout;
-        match tokio::time::timeout(after, self.reader.fill_buf()).await {
-            Err(_) => Err(MailboxError::Timeout {
-                operation: "read",
-                after,
+        let (wait, deadline) = match &self.deadline {
+            Some(d) => {
+                let left = d.at.saturating_duration_since(tokio::time::Instant::now());
+                if left < after {
+                    (left, Some(d.clone()))
+                } else {
+                    (after, None)
+                }
+            }
+            None => (after, None),
+        };
+        match tokio::time::timeout(wait, self.reader.fill_buf()).await {
+            Err(_) => Err(match deadline {
+                Some(d) => MailboxError::Deadline {
+                    command: d.command,
+                    after: d.after,
+                },
+                None => MailboxError::Timeout {
+                    operation: "read",
+                    after,
+                },
             }),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok([])) => Err(MailboxError::ConnectionClosed),

@@ -256,6 +256,7 @@ impl Store {
         inputs: &[BounceInput],
         now: DateTime<Utc>,
     ) -> Result<Vec<RecipientOutcome>> {
+        let inputs = &*super::storable::storable_inputs(inputs);
         check_inputs(inputs)?;
         let fresh = claim_messages(conn, inputs, now).await?;
         let items = items(inputs, &fresh);

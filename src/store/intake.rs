@@ -3,8 +3,12 @@
 //! The contract that makes "no bounce is ever lost" hold:
 //! 1. a source stores what it fetched with [`Store::intake_insert_batch`]
 //!    (one statement, committed on return) and only *then* removes the
-//!    messages from its mailbox; a duplicate (same mailbox + uid, or same
-//!    content hash) is already stored, so it may be removed as well;
+//!    messages from its mailbox; a duplicate (same content hash) is already
+//!    stored, so it may be removed as well. The uid a mailbox gives a
+//!    message is a hint, never an identity: servers reuse POP3 UIDLs, a
+//!    maildir name comes back after `after = "delete"`, a broken server
+//!    lists one UIDL twice. A known uid with new content is a new message
+//!    ([`IntakeInsert::UidReused`], which the sources log);
 //! 2. a worker opens a transaction, [`Store::claim_intake`]s due rows
 //!    (`FOR UPDATE SKIP LOCKED`: concurrent workers and instances never get
 //!    the same row), applies them with [`Store::apply`], marks them done with
@@ -29,16 +33,64 @@ use std::collections::HashMap;
 pub enum IntakeInsert {
     /// Stored as a new queued row with this id.
     Stored(i64),
-    /// Already stored (same mailbox + uid, or same content): nothing written.
+    /// Stored as a new queued row with this id although the mailbox already
+    /// had a message under the same uid (with other content): the server
+    /// reused the uid.
+    UidReused(i64),
+    /// Already stored (same content): nothing written.
     Duplicate,
+}
+
+impl IntakeInsert {
+    /// A new row was written.
+    pub fn is_stored(self) -> bool {
+        !matches!(self, Self::Duplicate)
+    }
 }
 
 /// One fetched message to store.
 #[derive(Debug, Clone)]
 pub struct NewIntake {
-    /// Identity in its mailbox (maildir unique name, IMAP `validity:uid`, POP3 UIDL).
+    /// The message's uid in its mailbox (maildir unique name, IMAP
+    /// `validity:uid`, POP3 UIDL): a hint for the logs, not an identity.
     pub uid: String,
+    /// The message, or its first bytes when `truncated` is set.
     pub raw: Vec<u8>,
+    /// Set when `raw` holds only the first bytes of a larger message.
+    pub truncated: Option<Truncated>,
+}
+
+/// What is known of a message whose `raw` was cut at the size bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    /// The whole message's size in bytes.
+    pub original_size: u64,
+    /// SHA-256 of the whole message (so that fetching it again is a duplicate).
+    pub content_hash: [u8; 32],
+}
+
+impl NewIntake {
+    /// A whole message.
+    pub fn new(uid: impl Into<String>, raw: Vec<u8>) -> Self {
+        Self {
+            uid: uid.into(),
+            raw,
+            truncated: None,
+        }
+    }
+
+    /// The identity of the message: SHA-256 of the whole of it.
+    pub fn content_hash(&self) -> [u8; 32] {
+        match &self.truncated {
+            Some(t) => t.content_hash,
+            None => content_hash(&self.raw),
+        }
+    }
+
+    /// Bytes this item holds in memory (for batches sized by bytes).
+    pub fn held_bytes(&self) -> usize {
+        self.raw.len() + self.uid.len()
+    }
 }
 
 /// A queued row claimed by a worker (locked until its transaction ends).
@@ -47,9 +99,25 @@ pub struct ClaimedMessage {
     pub id: i64,
     pub mailbox: String,
     pub uid: String,
+    /// The stored message, or its first `prefix` bytes (see [`ClaimLimits`]).
     pub raw: Vec<u8>,
+    /// SHA-256 of the whole message (the idempotence key).
+    pub content_hash: Vec<u8>,
+    /// Set when the fetched message was larger than the size bound and
+    /// only its first bytes were stored: its full size.
+    pub original_size: Option<i64>,
     /// Failed attempts so far.
     pub attempts: i32,
+}
+
+/// How much a worker claims at once: at most `rows` rows, and no more than
+/// `bytes` of raw message in total (at least one row), each read only up to
+/// `prefix` bytes (the analysis reads no further).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    pub rows: usize,
+    pub bytes: usize,
+    pub prefix: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,6 +157,8 @@ pub struct IntakeRow {
     pub uid: String,
     pub status: IntakeStatus,
     pub size: i64,
+    /// Full size of a message stored truncated (only its first bytes kept).
+    pub original_size: Option<i64>,
     pub attempts: i32,
     pub received_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
@@ -151,10 +221,7 @@ impl Store {
         raw: &[u8],
         now: DateTime<Utc>,
     ) -> Result<IntakeInsert> {
-        let item = NewIntake {
-            uid: uid.to_owned(),
-            raw: raw.to_vec(),
-        };
+        let item = NewIntake::new(uid, raw.to_vec());
         let mut out = self
             .intake_insert_batch(mailbox, std::slice::from_ref(&item), now)
             .await?;
@@ -162,8 +229,10 @@ impl Store {
     }
 
     /// Stores fetched messages with one statement (committed on return).
-    /// One result per item, in order. Within the batch, a repeated uid or
-    /// content is a duplicate of its first occurrence.
+    /// One result per item, in order. A message is a duplicate only when its
+    /// content is already stored (here or earlier in the batch); a uid the
+    /// mailbox already used for other content is stored as a new message
+    /// ([`IntakeInsert::UidReused`]).
     pub async fn intake_insert_batch(
         &self,
         mailbox: &str,
@@ -176,10 +245,11 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut uids: Vec<&str> = Vec::with_capacity(items.len());
+        let mut uids: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items.len());
         let mut hashes: Vec<Vec<u8>> = Vec::with_capacity(items.len());
         let mut raws: Vec<&[u8]> = Vec::with_capacity(items.len());
-        let mut seen_uid = std::collections::HashSet::with_capacity(items.len());
+        let mut sizes: Vec<Option<i64>> = Vec::with_capacity(items.len());
+        let mut item_hashes = Vec::with_capacity(items.len());
         let mut seen_hash = std::collections::HashSet::with_capacity(items.len());
         for it in items {
             if it.uid.is_empty() {
@@ -187,74 +257,115 @@ impl Store {
                     "intake: empty uid in mailbox {mailbox}"
                 )));
             }
-            let h = content_hash(&it.raw);
-            if seen_uid.insert(it.uid.as_str()) && seen_hash.insert(h) {
-                uids.push(&it.uid);
+            let h = it.content_hash();
+            item_hashes.push(h);
+            if seen_hash.insert(h) {
+                uids.push(super::storable(&it.uid));
                 hashes.push(h.to_vec());
                 raws.push(&it.raw);
+                sizes.push(
+                    it.truncated
+                        .map(|t| i64::try_from(t.original_size).unwrap_or(i64::MAX)),
+                );
             }
         }
+        // The outer query reads the snapshot from before the insert: `reused`
+        // says whether an older row of this mailbox has the same uid.
         let rows = sqlx::query(
-            "INSERT INTO intake (mailbox, uid, content_hash, raw, received_at, next_attempt_at)
-             SELECT $1, u, h, r, $5, $5
-               FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS t(u, h, r)
-             ON CONFLICT DO NOTHING
-             RETURNING id, uid",
+            "WITH ins AS (
+                INSERT INTO intake (mailbox, uid, content_hash, raw, original_size,
+                                    received_at, next_attempt_at)
+                SELECT $1, u, h, r, s, $6, $6
+                  FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::int8[]) AS t(u, h, r, s)
+                ON CONFLICT (content_hash) DO NOTHING
+                RETURNING id, uid, content_hash)
+             SELECT ins.id, ins.content_hash,
+                    EXISTS (SELECT 1 FROM intake o
+                             WHERE o.mailbox = $1 AND o.uid = ins.uid) AS reused
+               FROM ins",
         )
         .bind(mailbox)
         .bind(&uids)
         .bind(&hashes)
         .bind(&raws)
+        .bind(&sizes)
         .bind(now)
         .fetch_all(&self.pool)
         .await
         .ctx("storing fetched messages")?;
-        let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        let mut stored: HashMap<Vec<u8>, (i64, bool)> = HashMap::with_capacity(rows.len());
         for r in rows {
-            stored.insert(r.get("uid"), r.get("id"));
+            stored.insert(r.get("content_hash"), (r.get("id"), r.get("reused")));
         }
-        // The first occurrence of a uid gets its id; any repeat is a duplicate.
+        // The first occurrence of a content gets its id; any repeat is a
+        // duplicate. A uid seen earlier in the batch with other content is
+        // reused as well.
+        let mut batch_uids: HashMap<&str, [u8; 32]> = HashMap::with_capacity(items.len());
         Ok(items
             .iter()
-            .map(|it| match stored.remove(&it.uid) {
-                Some(id) => IntakeInsert::Stored(id),
-                None => IntakeInsert::Duplicate,
+            .zip(item_hashes)
+            .map(|(it, h)| {
+                let reused_in_batch = batch_uids
+                    .insert(it.uid.as_str(), h)
+                    .is_some_and(|before| before != h);
+                match stored.remove(h.as_slice()) {
+                    Some((id, reused)) if reused || reused_in_batch => IntakeInsert::UidReused(id),
+                    Some((id, _)) => IntakeInsert::Stored(id),
+                    None => IntakeInsert::Duplicate,
+                }
             })
             .collect())
     }
 
-    /// Claims up to `limit` due queued rows, oldest first, locking them
-    /// until `conn`'s transaction ends; rows locked by others are skipped.
+    /// Claims due queued rows, oldest first, within `limits` (rows and
+    /// bytes), locking them until `conn`'s transaction ends; rows locked by
+    /// others are skipped. Rows locked by the first step but over the byte
+    /// budget stay queued (and are free again when the transaction ends).
     pub async fn claim_intake(
         &self,
         conn: &mut PgConnection,
-        limit: usize,
+        limits: ClaimLimits,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedMessage>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        sqlx::query_as::<_, ClaimedMessage>(
-            "SELECT id, mailbox, uid, raw, attempts FROM intake
+        let rows = i64::try_from(limits.rows.max(1)).unwrap_or(i64::MAX);
+        let candidates = sqlx::query(
+            "SELECT id, octet_length(raw)::int8 AS size FROM intake
               WHERE status = 'queued' AND next_attempt_at <= $1
               ORDER BY next_attempt_at, id
               LIMIT $2
               FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
-        .bind(limit)
+        .bind(rows)
         .fetch_all(&mut *conn)
         .await
-        .ctx("claiming intake rows")
+        .ctx("claiming intake rows")?;
+        let prefix = limits.prefix.max(1);
+        let mut ids = Vec::with_capacity(candidates.len());
+        let mut budget = limits.bytes;
+        for r in candidates {
+            let size = usize::try_from(r.get::<i64, _>("size")).unwrap_or(usize::MAX);
+            let held = size.min(prefix);
+            if !ids.is_empty() && held > budget {
+                break;
+            }
+            budget = budget.saturating_sub(held);
+            ids.push(r.get::<i64, _>("id"));
+        }
+        self.read_claimed(conn, &ids, prefix).await
     }
 
     /// Claims the given rows if they are still queued and not locked by
-    /// another transaction (used to retry the rows of a failed batch one by one).
+    /// another transaction (used to retry the rows of a failed batch one by
+    /// one), each read up to `prefix` bytes.
     pub async fn claim_intake_ids(
         &self,
         conn: &mut PgConnection,
         ids: &[i64],
+        prefix: usize,
     ) -> Result<Vec<ClaimedMessage>> {
-        sqlx::query_as::<_, ClaimedMessage>(
-            "SELECT id, mailbox, uid, raw, attempts FROM intake
+        let locked: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM intake
               WHERE id = ANY($1) AND status = 'queued'
               ORDER BY id
               FOR UPDATE SKIP LOCKED",
@@ -262,7 +373,33 @@ impl Store {
         .bind(ids)
         .fetch_all(&mut *conn)
         .await
-        .ctx("claiming intake rows")
+        .ctx("claiming intake rows")?;
+        self.read_claimed(conn, &locked, prefix.max(1)).await
+    }
+
+    /// The rows (already locked by the caller's transaction), in claim order.
+    async fn read_claimed(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[i64],
+        prefix: usize,
+    ) -> Result<Vec<ClaimedMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = i32::try_from(prefix).unwrap_or(i32::MAX);
+        sqlx::query_as::<_, ClaimedMessage>(
+            "SELECT id, mailbox, uid, substring(raw FROM 1 FOR $2) AS raw, content_hash,
+                    original_size, attempts
+               FROM intake
+              WHERE id = ANY($1)
+              ORDER BY next_attempt_at, id",
+        )
+        .bind(ids)
+        .bind(prefix)
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("reading claimed intake rows")
     }
 
     /// Tries to take the fetch lease of `mailbox`: a session-level advisory
@@ -322,7 +459,7 @@ impl Store {
         max_attempts: i32,
         backoff: Backoff,
     ) -> Result<FailureSummary> {
-        let error = super::apply::clip(error, 2000);
+        let error = super::storable(super::apply::clip(error, 2000));
         let rows = sqlx::query(
             "UPDATE intake SET
                  attempts = attempts + 1,
@@ -334,7 +471,7 @@ impl Store {
               RETURNING status",
         )
         .bind(ids)
-        .bind(error)
+        .bind(error.as_ref())
         .bind(max_attempts)
         .bind(now)
         .bind(backoff.base.as_secs_f64())
@@ -356,7 +493,8 @@ impl Store {
     /// Intake rows, newest first, without their raw bytes.
     pub async fn list_intake(&self, failed_only: bool, limit: i64) -> Result<Vec<IntakeRow>> {
         let rows = sqlx::query(
-            "SELECT id, mailbox, uid, status, length(raw)::int8 AS size, attempts, received_at,
+            "SELECT id, mailbox, uid, status, length(raw)::int8 AS size, original_size, attempts,
+                    received_at,
                     next_attempt_at, last_error, processed_at
                FROM intake
               WHERE NOT $1 OR status = 'failed'
@@ -376,6 +514,7 @@ impl Store {
                     uid: r.get("uid"),
                     status: IntakeStatus::parse(r.get("status"))?,
                     size: r.get("size"),
+                    original_size: r.get("original_size"),
                     attempts: r.get("attempts"),
                     received_at: r.get("received_at"),
                     next_attempt_at: r.get("next_attempt_at"),

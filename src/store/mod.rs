@@ -15,6 +15,7 @@ mod intake;
 mod queue;
 mod rules;
 mod state;
+mod storable;
 mod verp;
 
 pub use admin::{
@@ -23,8 +24,9 @@ pub use admin::{
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
 pub use intake::{
-    content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimedMessage,
-    FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
+    content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimLimits,
+    ClaimedMessage, FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus,
+    MailboxLease, NewIntake, Truncated,
 };
 pub use queue::{
     category_for_reason, normalise_diagnostic, pattern_from_normalised, Qualification,
@@ -32,6 +34,7 @@ pub use queue::{
 };
 pub use rules::{RuleChanges, RuleImportSummary, StoredRule, RULES_CHANNEL};
 pub use state::AddressStatus;
+pub use storable::storable;
 pub use verp::{verify_verp_token, verp_token};
 
 use crate::config::{
