@@ -128,6 +128,8 @@ enum Pop3Pass {
     /// A message stalled the session: the batch in hand is committed; start
     /// a new session.
     Reopen,
+    /// Shutdown cut a fetch: the batch in hand is committed; no QUIT.
+    Cancelled,
 }
 
 fn mailbox_outage(e: &MailboxError) -> bool {
@@ -601,6 +603,7 @@ impl RemoteSource {
         let mut cursor: u32 = 0;
         // The first UID set aside and not taken: the checkpoint stays below it.
         let mut held_back: Option<u32> = None;
+        let mut skipped = std::collections::HashSet::new();
         loop {
             let validity = s.selected.uid_validity;
             let checkpoint = self
@@ -652,13 +655,19 @@ impl RemoteSource {
                     rest = tail;
                     let key = format!("{validity}:{uid}");
                     if !self.set_aside.is_due(&key) {
-                        summary.skipped += 1;
+                        skipped.insert(uid);
+                        summary.skipped = skipped.len();
                         held_back = held_back.or(Some(uid));
                         last = uid;
                         continue;
                     }
                     let fetched = tokio::select! {
-                        _ = cancel.cancelled() => return Ok(summary),
+                        _ = cancel.cancelled() => {
+                            // The session is out of step: store what is in
+                            // hand; it is acknowledged next time, as a duplicate.
+                            self.commit_batch(items, &mut summary, on_batch).await?;
+                            return Ok(summary);
+                        }
                         r = s.client.uid_fetch(uid) => r,
                     };
                     match fetched {
@@ -672,7 +681,8 @@ impl RemoteSource {
                         Ok(None) => summary.vanished += 1,
                         Err(e) if is_message_failure(&e) => {
                             self.set_message_aside(&key, &key, &e);
-                            summary.skipped += 1;
+                            skipped.insert(uid);
+                            summary.skipped = skipped.len();
                             held_back = held_back.or(Some(uid));
                             // A stall leaves the session unusable: commit
                             // what is in hand, then reopen.
@@ -740,16 +750,19 @@ impl RemoteSource {
         on_batch: &(dyn Fn() + Send + Sync),
     ) -> Result<DrainSummary, RemoteError> {
         let mut summary = DrainSummary::default();
+        let mut skipped = std::collections::HashSet::new();
         loop {
             let mut client = self.open_pop3().await?;
-            match self
-                .pop3_session(&mut client, cancel, on_batch, &mut summary)
-                .await?
-            {
+            let pass = self
+                .pop3_session(&mut client, cancel, on_batch, &mut summary, &mut skipped)
+                .await;
+            summary.skipped = skipped.len();
+            match pass? {
                 Pop3Pass::Complete => {
                     client.quit().await.map_err(|e| self.server_error(e))?;
                     return Ok(summary);
                 }
+                Pop3Pass::Cancelled => return Ok(summary),
                 Pop3Pass::Reopen => {
                     tracing::info!(mailbox = %self.name, kind = "pop3", "reopening the session after a stalled message");
                 }
@@ -763,6 +776,7 @@ impl RemoteSource {
         cancel: &CancellationToken,
         on_batch: &(dyn Fn() + Send + Sync),
         summary: &mut DrainSummary,
+        skipped: &mut std::collections::HashSet<String>,
     ) -> Result<Pop3Pass, RemoteError> {
         let se = |e| self.server_error(e);
         let listing = client.uidl().await.map_err(se)?;
@@ -781,11 +795,16 @@ impl RemoteSource {
                 }
                 rest = tail;
                 if !self.set_aside.is_due(uidl) {
-                    summary.skipped += 1;
+                    skipped.insert(uidl.clone());
                     continue;
                 }
                 let fetched = tokio::select! {
-                    _ = cancel.cancelled() => return Ok(Pop3Pass::Complete),
+                    _ = cancel.cancelled() => {
+                        // The session is out of step: store what is in hand,
+                        // no QUIT (nothing deleted; duplicates next time).
+                        self.commit_batch(items, summary, on_batch).await?;
+                        return Ok(Pop3Pass::Cancelled);
+                    }
                     r = client.retr(*msgno) => r,
                 };
                 match fetched {
@@ -798,7 +817,7 @@ impl RemoteSource {
                     }
                     Err(e) if is_message_failure(&e) => {
                         self.set_message_aside(uidl, uidl, &e);
-                        summary.skipped += 1;
+                        skipped.insert(uidl.clone());
                         if !client.is_usable() {
                             reopen = true;
                             break;

@@ -230,19 +230,20 @@ async fn pop3_session(stream: TcpStream, server: FakeServer, pool: PgPool) {
             },
             "QUIT" => {
                 let gone: Vec<FakeMessage> = deleted.iter().map(|&i| listing[i].clone()).collect();
-                let mut st = server.state();
-                // Remove exactly the messages this session deleted (by
-                // identity: uid and content), once each.
-                for g in gone {
-                    if let Some(pos) = st
-                        .messages
-                        .iter()
-                        .position(|m| m.uid == g.uid && m.body == g.body)
-                    {
-                        st.messages.remove(pos);
+                {
+                    let mut st = server.state();
+                    // Remove exactly the messages this session deleted (by
+                    // identity: uid and content), once each.
+                    for g in gone {
+                        if let Some(pos) = st
+                            .messages
+                            .iter()
+                            .position(|m| m.uid == g.uid && m.body == g.body)
+                        {
+                            st.messages.remove(pos);
+                        }
                     }
                 }
-                drop(st);
                 let _ = write(&mut out, b"+OK bye\r\n").await;
                 return;
             }
@@ -423,7 +424,7 @@ impl Logs {
     }
 
     /// A subscriber writing JSON lines here, for `tracing::subscriber::set_default`.
-    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+    pub fn subscriber(&self) -> impl tracing::Subscriber + std::marker::Send + Sync {
         let logs = self.clone();
         tracing_subscriber::fmt()
             .json()
