@@ -259,7 +259,9 @@ pub struct DaemonSettings {
     pub workers: usize,
     /// Messages a worker claims and applies in one transaction.
     pub batch_size: usize,
-    /// Bounded queue between fetching and storing.
+    /// Upper bound of the messages in one maildir batch (with `batch_size`);
+    /// the reader stays one batch ahead of the store, so memory is bounded
+    /// by `batch_bytes` rather than by a count.
     pub queue_capacity: usize,
     /// Deadline for finishing work in hand after SIGTERM.
     pub shutdown_timeout_secs: u64,
@@ -291,6 +293,13 @@ pub struct DaemonSettings {
     pub skipped_retry_secs: u64,
 }
 
+/// Default `daemon.max_message_bytes`: twice what the analysis reads
+/// (`analysis.max_message_bytes`, 2 MiB), so a stored message always holds
+/// all the analysis can use; each message in flight costs a few times its
+/// size (the batch stored, the one read ahead, the statement's copies), and
+/// 4 MiB keeps a mailbox of 10 MB bounces under the 150 MiB target (README).
+pub const DEFAULT_FETCH_BYTES: usize = 4 * 1024 * 1024;
+
 impl Default for DaemonSettings {
     fn default() -> Self {
         Self {
@@ -301,8 +310,8 @@ impl Default for DaemonSettings {
             max_attempts: 5,
             cleanup_interval_secs: 3600,
             poll_interval_secs: 60,
-            max_message_bytes: 16 * 1024 * 1024,
-            batch_bytes: 8 * 1024 * 1024,
+            max_message_bytes: DEFAULT_FETCH_BYTES,
+            batch_bytes: 4 * 1024 * 1024,
             message_timeout_secs: 300,
             command_timeout_secs: 120,
             skipped_retry_secs: 900,

@@ -107,7 +107,7 @@ impl Default for PipelineSettings {
             batch_size: 200,
             max_attempts: 5,
             backoff: Backoff::default(),
-            batch_bytes: 8 * 1024 * 1024,
+            batch_bytes: 4 * 1024 * 1024,
             read_prefix: analysis_prefix(crate::analysis::Limits::default().max_message_bytes),
         }
     }
@@ -181,8 +181,24 @@ impl Pipeline {
     /// Returns how many rows it handled (done, or charged a failed attempt);
     /// 0 when nothing is due.
     pub async fn process_once(&self) -> Result<usize> {
+        let mut conn = self.acquire().await?;
+        let mut big = false;
+        let result = self.process_once_on(&mut conn, &mut big).await;
+        if big {
+            // Its buffers grew to the size of the batch and would stay so
+            // in the pool: drop it, a fresh one costs less than the memory.
+            drop(conn.detach());
+        }
+        result
+    }
+
+    async fn process_once_on(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+        big: &mut bool,
+    ) -> Result<usize> {
         let now = self.now();
-        let mut tx = self.begin().await?;
+        let mut tx = begin_on(conn).await?;
         let limits = ClaimLimits {
             rows: self.settings.batch_size,
             bytes: self.settings.batch_bytes,
@@ -193,6 +209,7 @@ impl Pipeline {
             let _ = tx.rollback().await;
             return Ok(0);
         }
+        *big = claimed_bytes(&claimed) > BIG_BATCH_BYTES;
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         match self.apply_claimed(&mut tx, claimed, now).await {
             Ok(done) => match tx.commit().await {
@@ -230,11 +247,28 @@ impl Pipeline {
 
     /// Processes one row in a transaction of its own; charges it on failure.
     async fn process_single(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.acquire().await?;
+        let mut big = false;
+        let result = self.process_single_on(&mut conn, id, now, &mut big).await;
+        if big {
+            drop(conn.detach());
+        }
+        result
+    }
+
+    async fn process_single_on(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+        id: i64,
+        now: DateTime<Utc>,
+        big: &mut bool,
+    ) -> Result<()> {
+        let mut tx = begin_on(conn).await?;
         let claimed = self
             .store
             .claim_intake_ids(&mut tx, &[id], self.settings.read_prefix)
             .await?;
+        *big = claimed_bytes(&claimed) > BIG_BATCH_BYTES;
         if claimed.is_empty() {
             // done or claimed by someone else meanwhile
             let _ = tx.rollback().await;
@@ -259,8 +293,8 @@ impl Pipeline {
         }
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.store.pool().begin().await.map_err(|cause| {
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        self.store.pool().acquire().await.map_err(|cause| {
             StoreError::Sqlx {
                 context: "starting a transaction",
                 cause,
@@ -311,6 +345,27 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// A batch over this many bytes of message closes its connection after
+/// use (see [`Pipeline::process_once`]).
+const BIG_BATCH_BYTES: usize = 1024 * 1024;
+
+fn claimed_bytes(claimed: &[ClaimedMessage]) -> usize {
+    claimed.iter().map(|c| c.raw.len()).sum()
+}
+
+async fn begin_on(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>> {
+    use sqlx::Connection;
+    conn.begin().await.map_err(|cause| {
+        StoreError::Sqlx {
+            context: "starting a transaction",
+            cause,
+        }
+        .into()
+    })
 }
 
 fn analyse_all(

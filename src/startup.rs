@@ -88,11 +88,13 @@ pub fn check_settings(settings: &Settings) -> Result<(), crate::config::ConfigEr
     for m in &settings.mailboxes {
         match m.kind {
             MailboxKind::Maildir => {
+                // `validate` already named a missing or incomplete path.
+                let path_key = format!("({}).path", m.name);
+                if problems.iter().any(|p| p.contains(&path_key)) {
+                    continue;
+                }
                 if let Err(e) = MaildirSource::parse(m) {
-                    let text = e.to_string();
-                    if !problems.iter().any(|p| p.contains(&text)) {
-                        problems.push(text);
-                    }
+                    problems.push(e.to_string());
                 }
             }
             MailboxKind::Imap | MailboxKind::Pop3 => {

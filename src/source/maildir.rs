@@ -253,7 +253,7 @@ impl MaildirSource {
             return Ok(summary);
         }
         // One batch read ahead of the one being stored: memory is bounded
-        // by about three batches (reading, queued, storing), each within
+        // by two batches (queued or being read, and storing), each within
         // `batch_bytes` (or one message up to `max_message_bytes`).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Read_>(1);
         let (batch_size, batch_bytes, limit) =
@@ -261,7 +261,12 @@ impl MaildirSource {
         let reader_cancel = cancel.clone();
         let set_aside = self.set_aside.clone();
         let mailbox = self.name.clone();
+        let handle = tokio::runtime::Handle::current();
         let reader = tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
+            let mut permit = match handle.block_on(tx.reserve()) {
+                Ok(p) => Some(p),
+                Err(_) => return Ok(()),
+            };
             let mut batch = Read_::default();
             let mut bytes = 0usize;
             for path in files {
@@ -296,13 +301,22 @@ impl MaildirSource {
                     }
                 }
                 if batch.items.len() >= batch_size || bytes >= batch_bytes {
-                    if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-                        return Ok(()); // the storing side stopped (error or shutdown)
-                    }
+                    let Some(room) = permit.take() else {
+                        return Ok(());
+                    };
+                    room.send(std::mem::take(&mut batch));
                     bytes = 0;
+                    // Wait for room before reading the next batch: one
+                    // batch queued while one is stored, never a third in hand.
+                    match handle.block_on(tx.reserve()) {
+                        Ok(p) => permit = Some(p),
+                        Err(_) => return Ok(()), // the storing side stopped
+                    }
                 }
             }
-            let _ = tx.blocking_send(batch);
+            if let Some(permit) = permit {
+                permit.send(batch);
+            }
             Ok(())
         });
         let mut result = Ok(());

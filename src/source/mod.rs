@@ -283,7 +283,7 @@ pub type Result<T, E = MailboxError> = std::result::Result<T, E>;
 /// a larger one is kept truncated to this many bytes (see
 /// [`FetchedMessage`]); a bound keeps a hostile or broken server from
 /// exhausting memory.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = crate::config::DEFAULT_FETCH_BYTES;
 
 /// A fetched message: whole, or its first bytes when it was larger than the
 /// size bound (the rest was read and hashed, not kept, so the session stays

@@ -289,9 +289,21 @@ impl Store {
         .bind(&hashes)
         .bind(&raws)
         .bind(&sizes)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
+        .bind(now);
+        // A connection keeps the buffers a big statement grew: one that
+        // carried a big batch is closed rather than kept in the pool, so
+        // memory stays bounded by the batch in hand.
+        let bytes: usize = raws.iter().map(|r| r.len()).sum();
+        let conn = self.pool.acquire().await.ctx("storing fetched messages")?;
+        let rows = if bytes > 1024 * 1024 {
+            // Taken out of the pool (which opens a replacement when needed)
+            // and dropped after this statement.
+            let mut own = conn.detach();
+            rows.fetch_all(&mut own).await
+        } else {
+            let mut conn = conn;
+            rows.fetch_all(&mut *conn).await
+        }
         .ctx("storing fetched messages")?;
         let mut stored: HashMap<Vec<u8>, (i64, bool)> = HashMap::with_capacity(rows.len());
         for r in rows {
