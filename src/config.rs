@@ -443,7 +443,11 @@ impl Settings {
             self.analysis.max_message_bytes as i64,
         );
         let d = &self.daemon;
-        positive(&mut e, "daemon.max_message_bytes", d.max_message_bytes as i64);
+        positive(
+            &mut e,
+            "daemon.max_message_bytes",
+            d.max_message_bytes as i64,
+        );
         positive(&mut e, "daemon.batch_bytes", d.batch_bytes as i64);
         positive(
             &mut e,
@@ -455,7 +459,11 @@ impl Settings {
             "daemon.command_timeout_secs",
             d.command_timeout_secs as i64,
         );
-        positive(&mut e, "daemon.skipped_retry_secs", d.skipped_retry_secs as i64);
+        positive(
+            &mut e,
+            "daemon.skipped_retry_secs",
+            d.skipped_retry_secs as i64,
+        );
         if d.max_message_bytes > 512 * 1024 * 1024 {
             e.push(format!(
                 "daemon.max_message_bytes = {}: at most 536870912 (512 MiB; PostgreSQL refuses \
@@ -483,10 +491,7 @@ impl Settings {
                     mask_url_password(u)
                 ));
             } else if let Err(err) = check_database_url(u) {
-                e.push(format!(
-                    "database.url = {:?}: {err}",
-                    mask_url_password(u)
-                ));
+                e.push(format!("database.url = {:?}: {err}", mask_url_password(u)));
             }
         }
         let mut names = std::collections::HashSet::new();

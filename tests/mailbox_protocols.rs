@@ -264,7 +264,10 @@ async fn pop3_retr_over_size_limit_keeps_the_first_bytes_and_the_session() {
 
     let mut client = pop3_login(&env.pop3s(), &env, &account).await;
     client.set_max_message_size(10_000);
-    let fetched = client.retr(1).await.expect("RETR of a message over the bound");
+    let fetched = client
+        .retr(1)
+        .await
+        .expect("RETR of a message over the bound");
     assert_eq!(fetched.raw, big[..10_000]);
     let t = fetched.truncated.expect("marked truncated");
     assert_eq!(t.original_size, big.len() as u64);
@@ -301,7 +304,12 @@ async fn imaps_select_search_fetch_is_byte_exact() {
     client.noop().await.expect("NOOP");
     let mut fetched = Vec::new();
     for uid in uids {
-        let body = client.uid_fetch(uid).await.expect("FETCH").expect("exists").raw;
+        let body = client
+            .uid_fetch(uid)
+            .await
+            .expect("FETCH")
+            .expect("exists")
+            .raw;
         assert!(messages.contains(&body), "UID {uid} is not byte-exact");
         fetched.push(body);
     }

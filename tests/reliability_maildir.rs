@@ -29,7 +29,12 @@ fn settings(maildir: &Path) -> Settings {
     s
 }
 
-async fn setup(opts: PgPoolOptions, conn: PgConnectOptions, n: usize, md: &Path) -> (Store, PgPool) {
+async fn setup(
+    opts: PgPoolOptions,
+    conn: PgConnectOptions,
+    n: usize,
+    md: &Path,
+) -> (Store, PgPool) {
     let pool = opts
         .max_connections(10)
         .connect_with(conn)
@@ -87,9 +92,16 @@ async fn a_maildir_name_reused_after_delete_is_a_new_message(
     // The MTA delivers a new bounce under the same name.
     deliver(&md, "1700000000.1.host", &dsn(1));
     let second = run_once(s, &store).await;
-    assert_eq!((second.stored, second.duplicates), (1, 0), "not a duplicate");
+    assert_eq!(
+        (second.stored, second.duplicates),
+        (1, 0),
+        "not a duplicate"
+    );
     assert_eq!(count_files(&md.join("new")), 0);
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await, 2);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM intake WHERE status = 'done'").await,
+        2
+    );
     assert_eq!(
         scalar(&pool, "SELECT count(DISTINCT address) FROM bounce_events").await,
         2
@@ -113,7 +125,11 @@ async fn a_file_name_that_is_not_utf8_is_processed_and_moved(
     let seen = std::ffi::OsStr::from_bytes(b"1700000000.\xff\xfe.host:2,S");
     assert!(md.join("cur").join(seen).exists());
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM intake WHERE uid = '1700000000.\u{FFFD}\u{FFFD}.host'").await,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM intake WHERE uid = '1700000000.\u{FFFD}\u{FFFD}.host'"
+        )
+        .await,
         1
     );
     assert_eq!(scalar(&pool, "SELECT count(*) FROM bounce_events").await, 2);
@@ -159,7 +175,11 @@ async fn big_bounces_are_stored_truncated_in_batches_by_bytes_beside_the_others(
     let md = dir.path().join("Maildir");
     let (store, pool) = setup(opts, conn, 12, &md).await;
     for i in 0..12 {
-        let body = if i % 2 == 0 { big_dsn(i, 400_000) } else { dsn(i) };
+        let body = if i % 2 == 0 {
+            big_dsn(i, 400_000)
+        } else {
+            dsn(i)
+        };
         deliver(&md, &format!("17000000{i:02}.{i}.host"), &body);
     }
     let mut s = settings(&md);
@@ -167,7 +187,11 @@ async fn big_bounces_are_stored_truncated_in_batches_by_bytes_beside_the_others(
     s.daemon.batch_bytes = 200 * 1024;
     s.analysis.max_message_bytes = 64 * 1024;
     let summary = run_once(s, &store).await;
-    assert_eq!((summary.stored, summary.intake.done), (12, 12), "{summary:?}");
+    assert_eq!(
+        (summary.stored, summary.intake.done),
+        (12, 12),
+        "{summary:?}"
+    );
     assert_eq!(count_files(&md.join("new")), 0);
     assert_eq!(
         scalar(&pool, "SELECT count(*) FROM intake WHERE original_size > 400000 AND octet_length(raw) = 131072").await,
@@ -243,7 +267,14 @@ async fn an_unreadable_file_is_set_aside_logged_and_the_others_processed(
     let root = unsafe { libc::geteuid() } == 0;
     let mut cmd = if root {
         // The file stays root's (the MTA's); everything else is the daemon's.
-        for p in [dir.path().to_path_buf(), md.clone(), md.join("new"), md.join("cur"), md.join("tmp"), cfg.clone()] {
+        for p in [
+            dir.path().to_path_buf(),
+            md.clone(),
+            md.join("new"),
+            md.join("cur"),
+            md.join("tmp"),
+            cfg.clone(),
+        ] {
             std::os::unix::fs::chown(&p, Some(65534), Some(65534)).expect("chown");
         }
         for e in std::fs::read_dir(md.join("new")).expect("new/") {
@@ -280,7 +311,11 @@ async fn an_unreadable_file_is_set_aside_logged_and_the_others_processed(
         .filter(|l| l.contains("cannot read a maildir file"))
         .collect();
     assert_eq!(lines.len(), 1, "logged once: {stderr}");
-    assert!(lines[0].contains("1700000099.mta.host") && lines[0].contains("ermission denied"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("1700000099.mta.host") && lines[0].contains("ermission denied"),
+        "{}",
+        lines[0]
+    );
     let _ = std::fs::remove_dir_all(dir.path());
 }
 
@@ -292,7 +327,10 @@ fn write_config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 fn inmail_with(args: &[&str], cfg: &Path) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).arg("--config").arg(cfg).env_remove("INMAIL_CONFIG");
+    cmd.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env_remove("INMAIL_CONFIG");
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("INMAIL__") {
             cmd.env_remove(k);
@@ -307,16 +345,28 @@ fn check_config_never_prints_a_database_credential() {
     let forms = [
         ("postgres://u:s3cr@t-1@db.example/inmail", "s3cr"),
         ("postgres://u:s3cr3t-2@db.example:5432/inmail", "s3cr3t-2"),
-        ("postgres://u@db.example/inmail?password=s3cr3t-3", "s3cr3t-3"),
-        ("postgres://u@db.example/inmail?sslmode=require&password=s3cr3t-4&application_name=x", "s3cr3t-4"),
-        ("postgres://u@db.example/inmail?sslpassword=s3cr3t-5", "s3cr3t-5"),
+        (
+            "postgres://u@db.example/inmail?password=s3cr3t-3",
+            "s3cr3t-3",
+        ),
+        (
+            "postgres://u@db.example/inmail?sslmode=require&password=s3cr3t-4&application_name=x",
+            "s3cr3t-4",
+        ),
+        (
+            "postgres://u@db.example/inmail?sslpassword=s3cr3t-5",
+            "s3cr3t-5",
+        ),
         ("postgres://u:s3c/r3t-6@db.example/inmail", "s3c/r3t-6"),
         ("postgres://u:s3c?r3t-7@db.example/inmail", "r3t-7"),
         ("postgres://:s3cr3t-8@db.example/inmail", "s3cr3t-8"),
         ("postgresql://u:s3cr3t-9@db.example/inmail", "s3cr3t-9"),
         ("postgres://u:s3cr3t%40-10@db.example/inmail", "s3cr3t"),
         ("host=db.example user=u password=s3cr3t-11", "s3cr3t-11"),
-        ("postgres://u:s3cr3t-12@db.example:99999/inmail", "s3cr3t-12"),
+        (
+            "postgres://u:s3cr3t-12@db.example:99999/inmail",
+            "s3cr3t-12",
+        ),
         ("postgres://u:s3cr3t-13@[db.example/inmail", "s3cr3t-13"),
     ];
     for (i, (url, secret)) in forms.iter().enumerate() {
@@ -333,9 +383,15 @@ fn check_config_never_prints_a_database_credential() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(!all.contains(secret), "{url}: the password leaked:\n{all}");
-            assert!(all.contains("db.example"), "{url}: the host is shown:\n{all}");
+            assert!(
+                all.contains("db.example"),
+                "{url}: the host is shown:\n{all}"
+            );
         }
-        assert!(!inmail::config::mask_url_password(url).contains(secret), "{url}");
+        assert!(
+            !inmail::config::mask_url_password(url).contains(secret),
+            "{url}"
+        );
     }
 }
 
@@ -382,7 +438,11 @@ fn check_config_refuses_what_run_refuses() {
         let cfg = write_config(dir.path(), "case.toml", &text);
         let check = inmail_with(&["check-config"], &cfg);
         let check_err = String::from_utf8_lossy(&check.stderr);
-        assert_eq!(check.status.code(), Some(1), "{what}: check-config accepted it: {check_err}");
+        assert_eq!(
+            check.status.code(),
+            Some(1),
+            "{what}: check-config accepted it: {check_err}"
+        );
         assert!(check_err.contains(key), "{what}: {check_err}");
         let run = inmail_with(&["run", "--once"], &cfg);
         let run_err = String::from_utf8_lossy(&run.stderr);
@@ -396,8 +456,16 @@ fn check_config_refuses_what_run_refuses() {
         &format!("{ok_db}[log]\nlevel = \"warn,inmail=debug\"\n[[mailbox]]\nname = \"m\"\nkind = \"maildir\"\npath = \"{}\"\n", md.display()),
     );
     let check = inmail_with(&["check-config", "--quiet"], &good);
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let run = inmail_with(&["run", "--once"], &good);
     let run_err = String::from_utf8_lossy(&run.stderr);
-    assert!(run_err.contains("unreachable"), "only the database stops it: {run_err}");
+    assert!(
+        run_err.contains("unreachable"),
+        "only the database stops it: {run_err}"
+    );
 }

@@ -139,8 +139,16 @@ async fn a_uidl_listed_twice_with_different_content_stores_both_messages(
         .expect("run");
     assert_eq!((s.stored, s.duplicates), (3, 0), "{s:?}");
     assert!(s.failed_sources.is_empty(), "{s:?}");
-    assert_eq!(e.scalar("SELECT count(*) FROM intake WHERE status = 'done'").await, 3);
-    assert_eq!(e.scalar("SELECT count(DISTINCT address) FROM bounce_events").await, 3);
+    assert_eq!(
+        e.scalar("SELECT count(*) FROM intake WHERE status = 'done'")
+            .await,
+        3
+    );
+    assert_eq!(
+        e.scalar("SELECT count(DISTINCT address) FROM bounce_events")
+            .await,
+        3
+    );
     assert!(server.remaining().is_empty(), "all deleted after commit");
     assert_eq!(server.violations(), Vec::<String>::new());
     assert!(server.commands().last().is_some_and(|c| c == "QUIT"));
@@ -167,11 +175,16 @@ async fn a_uidl_reused_after_a_delete_is_a_new_message(
     // The server hands out UIDL "1" again, for a new message.
     server.set_messages(vec![FakeMessage::new("1", dsn(1))]);
     let second = source.drain(&cancel, &|| {}).await.expect("drain");
-    assert_eq!((second.stored, second.duplicates), (1, 0), "not a duplicate");
+    assert_eq!(
+        (second.stored, second.duplicates),
+        (1, 0),
+        "not a duplicate"
+    );
     assert!(server.remaining().is_empty());
     assert_eq!(server.violations(), Vec::<String>::new());
     assert_eq!(
-        e.scalar("SELECT count(*) FROM intake WHERE mailbox = 'fake' AND uid = '1'").await,
+        e.scalar("SELECT count(*) FROM intake WHERE mailbox = 'fake' AND uid = '1'")
+            .await,
         2
     );
     // The same content under another UIDL is a duplicate: deleted, stored once.
@@ -213,7 +226,8 @@ async fn a_pop3_message_over_the_size_bound_is_stored_truncated_and_the_rest_com
     assert_eq!((kept, original), (64 * 1024, Some(big.len() as i64)));
     // The report is in the first bytes: the bounce still counts.
     assert_eq!(
-        e.scalar("SELECT count(*) FROM bounce_events WHERE address = 'user1@d1.example'").await,
+        e.scalar("SELECT count(*) FROM bounce_events WHERE address = 'user1@d1.example'")
+            .await,
         1
     );
     // Fetched again (a crash before QUIT), it is a duplicate: the hash is
@@ -252,12 +266,19 @@ async fn a_dribbling_pop3_server_is_cut_by_the_message_deadline_and_the_rest_com
     assert!(s.failed_sources.is_empty(), "{s:?}");
     let mut left = server.remaining();
     left.sort();
-    assert_eq!(left, ["endless", "refused", "slow"], "only the bad ones stay");
+    assert_eq!(
+        left,
+        ["endless", "refused", "slow"],
+        "only the bad ones stay"
+    );
     assert_eq!(server.violations(), Vec::<String>::new());
     assert!(server.commands().last().is_some_and(|c| c == "QUIT"));
     let text = logs.text();
     assert!(text.contains("mail server stalled on a message"), "{text}");
-    assert!(text.contains("\"uid\":\"slow\"") && text.contains("\"uid\":\"endless\""), "{text}");
+    assert!(
+        text.contains("\"uid\":\"slow\"") && text.contains("\"uid\":\"endless\""),
+        "{text}"
+    );
     assert!(text.contains("message could not be fetched"), "{text}");
 }
 
@@ -309,11 +330,16 @@ async fn unsolicited_imap_responses_are_not_kept_and_every_message_is_taken(
     settings.daemon.max_message_bytes = 1024 * 1024;
     let s = e.app(settings).await.run_once().await.expect("run");
     assert_eq!((s.stored, s.duplicates), (3, 0), "{s:?}");
-    assert_eq!(e.scalar("SELECT count(DISTINCT address) FROM bounce_events").await, 3);
+    assert_eq!(
+        e.scalar("SELECT count(DISTINCT address) FROM bounce_events")
+            .await,
+        3
+    );
     assert_eq!(server.violations(), Vec::<String>::new());
     // Each stored body is the message itself, not an unsolicited literal.
     assert_eq!(
-        e.scalar("SELECT count(*) FROM intake WHERE original_size IS NOT NULL").await,
+        e.scalar("SELECT count(*) FROM intake WHERE original_size IS NOT NULL")
+            .await,
         0
     );
 }
@@ -343,7 +369,8 @@ async fn a_dribbling_imap_fetch_is_set_aside_without_moving_the_checkpoint_past_
     // UID 2 is not taken: the checkpoint stays below it, so a restart
     // fetches it again.
     assert_eq!(
-        e.scalar("SELECT last_uid FROM mailbox_checkpoints WHERE mailbox = 'fake'").await,
+        e.scalar("SELECT last_uid FROM mailbox_checkpoints WHERE mailbox = 'fake'")
+            .await,
         1
     );
 }
@@ -374,9 +401,16 @@ async fn run_once_drains_every_mailbox_when_one_server_is_dead(
     let logs = Logs::default();
     let _g = tracing::subscriber::set_default(logs.subscriber());
     let s = e.app(settings).await.run_once().await.expect("run");
-    assert_eq!(s.stored, 2, "the maildir after the dead server is drained: {s:?}");
+    assert_eq!(
+        s.stored, 2,
+        "the maildir after the dead server is drained: {s:?}"
+    );
     assert_eq!(s.failed_sources.len(), 1, "{s:?}");
     assert_eq!(s.failed_sources[0].mailbox, "dead");
     assert_eq!(common::count_files(&md.join("new")), 0);
-    assert!(logs.text().contains("mailbox drain failed"), "{}", logs.text());
+    assert!(
+        logs.text().contains("mailbox drain failed"),
+        "{}",
+        logs.text()
+    );
 }

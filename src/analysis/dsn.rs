@@ -85,7 +85,9 @@ pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
 /// A `utf-8` address may carry escaped characters (`\x{F6}`), decoded here.
 fn typed_address(v: &str) -> Option<EmailAddress> {
     match v.split_once(';') {
-        Some((kind, value)) if kind.trim().eq_ignore_ascii_case("utf-8") && value.contains("\\x{") => {
+        Some((kind, value))
+            if kind.trim().eq_ignore_ascii_case("utf-8") && value.contains("\\x{") =>
+        {
             headers::first_address(&decode_utf8_addr(value))
         }
         Some((_, value)) => headers::first_address(value),

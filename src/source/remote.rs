@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use super::imap::{IdleOutcome, ImapClient, Selected};
 use super::maildir::DrainSummary;
 use super::pop3::Pop3Client;
-use super::{note_stored, tls, Deadlines, MailboxError, SetAside, ServerEndpoint, TlsMode};
+use super::{note_stored, tls, Deadlines, MailboxError, ServerEndpoint, SetAside, TlsMode};
 use crate::backoff::{sleep_or_cancel, OutageBackoff};
 use crate::config::{DaemonSettings, MailboxKind, MailboxSettings};
 use crate::pipeline::Clock;
@@ -557,7 +557,12 @@ impl RemoteSource {
             .intake_insert_batch(&self.name, items, (self.clock)())
             .await
             .map_err(|e| self.store_error(e))?;
-        Ok(note_stored(&self.name, kind_str(self.kind), items, &results))
+        Ok(note_stored(
+            &self.name,
+            kind_str(self.kind),
+            items,
+            &results,
+        ))
     }
 
     /// Sets a message aside after a fetch failure that is the message's
@@ -649,7 +654,9 @@ impl RemoteSource {
                 let mut bytes = 0usize;
                 let mut last = 0;
                 while let Some((&uid, tail)) = rest.split_first() {
-                    if items.len() >= self.batch_size || (bytes >= self.batch_bytes && !items.is_empty()) {
+                    if items.len() >= self.batch_size
+                        || (bytes >= self.batch_bytes && !items.is_empty())
+                    {
                         break;
                     }
                     rest = tail;
@@ -790,7 +797,9 @@ impl RemoteSource {
             let mut bytes = 0usize;
             let mut reopen = false;
             while let Some(((msgno, uidl), tail)) = rest.split_first() {
-                if items.len() >= self.batch_size || (bytes >= self.batch_bytes && !items.is_empty()) {
+                if items.len() >= self.batch_size
+                    || (bytes >= self.batch_bytes && !items.is_empty())
+                {
                     break;
                 }
                 rest = tail;

@@ -24,9 +24,9 @@ pub use admin::{
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
 pub use intake::{
-    content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimLimits,
-    ClaimedMessage, FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus,
-    MailboxLease, NewIntake, Truncated,
+    content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimLimits, ClaimedMessage,
+    FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
+    Truncated,
 };
 pub use queue::{
     category_for_reason, normalise_diagnostic, pattern_from_normalised, Qualification,

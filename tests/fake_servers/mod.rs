@@ -100,7 +100,7 @@ async fn committed(pool: &PgPool, body: &[u8]) -> bool {
         .bind(hash)
         .fetch_one(pool)
         .await
-        .map_or(false, |n| n > 0)
+        .is_ok_and(|n| n > 0)
 }
 
 async fn write(out: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> bool {
@@ -184,7 +184,10 @@ async fn pop3_session(stream: TcpStream, server: FakeServer, pool: PgPool) {
         if cmd != "PASS" {
             server.state().commands.push(line.clone());
         }
-        let msg = |n: Option<usize>| n.and_then(|n| n.checked_sub(1)).and_then(|i| listing.get(i));
+        let msg = |n: Option<usize>| {
+            n.and_then(|n| n.checked_sub(1))
+                .and_then(|i| listing.get(i))
+        };
         let ok = match cmd.as_str() {
             "USER" | "PASS" | "NOOP" => write(&mut out, b"+OK\r\n").await,
             "UIDL" => {
@@ -298,7 +301,12 @@ async fn imap_session(
     let (read, mut out) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     server.state().sessions += 1;
-    if !write(&mut out, b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] fake IMAP ready\r\n").await {
+    if !write(
+        &mut out,
+        b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] fake IMAP ready\r\n",
+    )
+    .await
+    {
         return;
     }
     let junk = vec![b'j'; unsolicited_size];
@@ -328,7 +336,9 @@ async fn imap_session(
                 )
                 .as_bytes(),
             );
-            reply.extend_from_slice(format!("{tag} OK [READ-WRITE] SELECT completed\r\n").as_bytes());
+            reply.extend_from_slice(
+                format!("{tag} OK [READ-WRITE] SELECT completed\r\n").as_bytes(),
+            );
         } else if upper.starts_with("UID SEARCH") {
             let from: usize = upper
                 .split_whitespace()
@@ -392,7 +402,11 @@ async fn imap_session(
             }
             reply.extend_from_slice(done("").as_bytes());
         } else if upper.starts_with("LOGOUT") {
-            let _ = write(&mut out, format!("* BYE\r\n{tag} OK LOGOUT completed\r\n").as_bytes()).await;
+            let _ = write(
+                &mut out,
+                format!("* BYE\r\n{tag} OK LOGOUT completed\r\n").as_bytes(),
+            )
+            .await;
             return;
         } else {
             reply.extend_from_slice(format!("{tag} BAD unknown\r\n").as_bytes());
