@@ -10,8 +10,20 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. A second call (tests, or another command
 /// path that already installed one) is a no-op.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_env("INMAIL_LOG")
-        .or_else(|_| EnvFilter::try_new(level))
+    // An INMAIL_LOG that is not a level would silence every line (errors
+    // included): it is ignored, with a word on standard error.
+    let from_env = std::env::var("INMAIL_LOG").ok().filter(|v| {
+        let ok = crate::config::check_log_level(v).is_ok();
+        if !ok {
+            eprintln!(
+                "inmail: INMAIL_LOG = {v:?} is not a log level; using [log] level = {level:?}"
+            );
+        }
+        ok
+    });
+    let filter = from_env
+        .as_deref()
+        .map_or_else(|| EnvFilter::try_new(level), EnvFilter::try_new)
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -169,13 +169,18 @@ pub fn intake(config: Option<&Path>, cmd: IntakeCommand) -> anyhow::Result<i32> 
                     return Ok(0);
                 }
                 for r in rows {
+                    // A message stored truncated shows its full size too.
+                    let size = match r.original_size {
+                        Some(full) => format!("{}B (truncated, {full}B)", r.size),
+                        None => format!("{}B", r.size),
+                    };
                     println!(
-                        "#{:<8} {:<7} {:<12} {:<40} {:>7}B attempts={} received={} {}",
+                        "#{:<8} {:<7} {:<12} {:<40} {:>8} attempts={} received={} {}",
                         r.id,
                         r.status.as_str(),
                         r.mailbox,
                         r.uid,
-                        r.size,
+                        size,
                         r.attempts,
                         r.received_at.to_rfc3339(),
                         r.last_error.as_deref().unwrap_or("")

@@ -382,6 +382,39 @@ mod tests {
         assert!("tls".parse::<TlsMode>().is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_message_set_aside_is_due_again_after_the_retry_delay() {
+        let aside = SetAside::new(Duration::from_secs(900));
+        assert!(aside.is_due("new/1.host"));
+        assert!(aside.set_aside("new/1.host"), "first time: log it");
+        assert!(!aside.is_due("new/1.host"));
+        tokio::time::advance(Duration::from_secs(899)).await;
+        assert!(!aside.is_due("new/1.host"));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(aside.is_due("new/1.host"), "retried on the slow schedule");
+        assert!(
+            !aside.set_aside("new/1.host"),
+            "failed again: not logged again"
+        );
+        aside.clear("new/1.host");
+        assert!(aside.is_empty());
+    }
+
+    #[test]
+    fn a_bounded_message_keeps_its_first_bytes_and_hashes_all() {
+        let mut m = BoundedMessage::new(4, None);
+        m.push(b"abc");
+        m.push(b"defg");
+        let f = m.finish();
+        assert_eq!(f.raw, b"abcd");
+        let t = f.truncated.expect("truncated");
+        assert_eq!(t.original_size, 7);
+        assert_eq!(t.content_hash, crate::store::content_hash(b"abcdefg"));
+        let mut m = BoundedMessage::new(7, None);
+        m.push(b"abcdefg");
+        assert_eq!(m.finish(), FetchedMessage::whole(b"abcdefg".to_vec()));
+    }
+
     #[test]
     fn server_text_is_truncated() {
         let long = vec![b'x'; 500];
