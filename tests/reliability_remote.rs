@@ -59,7 +59,7 @@ impl Env {
         s.daemon.batch_size = 2;
         s.daemon.workers = 1;
         s.mailboxes.push(MailboxSettings {
-            name: "fake".into(),
+            name: format!("fake{}", server.port),
             kind,
             path: None,
             host: Some("127.0.0.1".into()),
@@ -129,8 +129,7 @@ async fn a_uidl_listed_twice_with_different_content_stores_both_messages(
         ],
     )
     .await;
-    let logs = Logs::default();
-    let _g = tracing::subscriber::set_default(logs.subscriber());
+    let logs = Logs::global();
     let s = e
         .app(e.settings(MailboxKind::Pop3, &server))
         .await
@@ -153,9 +152,10 @@ async fn a_uidl_listed_twice_with_different_content_stores_both_messages(
     assert_eq!(server.violations(), Vec::<String>::new());
     assert!(server.commands().last().is_some_and(|c| c == "QUIT"));
     assert!(
-        logs.text().contains("reused a uid"),
+        logs.lines_of(&format!("fake{}", server.port))
+            .contains("reused a uid"),
         "the reuse is logged: {}",
-        logs.text()
+        logs.lines_of(&format!("fake{}", server.port))
     );
 }
 
@@ -183,7 +183,7 @@ async fn a_uidl_reused_after_a_delete_is_a_new_message(
     assert!(server.remaining().is_empty());
     assert_eq!(server.violations(), Vec::<String>::new());
     assert_eq!(
-        e.scalar("SELECT count(*) FROM intake WHERE mailbox = 'fake' AND uid = '1'")
+        e.scalar("SELECT count(*) FROM intake WHERE mailbox LIKE 'fake%' AND uid = '1'")
             .await,
         2
     );
@@ -259,8 +259,7 @@ async fn a_dribbling_pop3_server_is_cut_by_the_message_deadline_and_the_rest_com
     .await;
     let mut settings = e.settings(MailboxKind::Pop3, &server);
     settings.daemon.message_timeout_secs = 1;
-    let logs = Logs::default();
-    let _g = tracing::subscriber::set_default(logs.subscriber());
+    let logs = Logs::global();
     let s = e.app(settings).await.run_once().await.expect("run");
     assert_eq!((s.stored, s.skipped), (2, 3), "{s:?}");
     assert!(s.failed_sources.is_empty(), "{s:?}");
@@ -273,7 +272,7 @@ async fn a_dribbling_pop3_server_is_cut_by_the_message_deadline_and_the_rest_com
     );
     assert_eq!(server.violations(), Vec::<String>::new());
     assert!(server.commands().last().is_some_and(|c| c == "QUIT"));
-    let text = logs.text();
+    let text = logs.lines_of(&format!("fake{}", server.port));
     assert!(text.contains("mail server stalled on a message"), "{text}");
     assert!(
         text.contains("\"uid\":\"slow\"") && text.contains("\"uid\":\"endless\""),
@@ -369,7 +368,7 @@ async fn a_dribbling_imap_fetch_is_set_aside_without_moving_the_checkpoint_past_
     // UID 2 is not taken: the checkpoint stays below it, so a restart
     // fetches it again.
     assert_eq!(
-        e.scalar("SELECT last_uid FROM mailbox_checkpoints WHERE mailbox = 'fake'")
+        e.scalar("SELECT last_uid FROM mailbox_checkpoints WHERE mailbox LIKE 'fake%'")
             .await,
         1
     );
@@ -394,23 +393,23 @@ async fn run_once_drains_every_mailbox_when_one_server_is_dead(
     let server = fake_servers::pop3(e.pool.clone(), vec![]).await;
     let mut settings = e.settings(MailboxKind::Pop3, &server);
     settings.mailboxes[0].port = Some(dead);
-    settings.mailboxes[0].name = "dead".into();
+    let dead_name = format!("dead{dead}");
+    settings.mailboxes[0].name = dead_name.clone();
     settings
         .mailboxes
         .push(MailboxSettings::maildir("local", &md));
-    let logs = Logs::default();
-    let _g = tracing::subscriber::set_default(logs.subscriber());
+    let logs = Logs::global();
     let s = e.app(settings).await.run_once().await.expect("run");
     assert_eq!(
         s.stored, 2,
         "the maildir after the dead server is drained: {s:?}"
     );
     assert_eq!(s.failed_sources.len(), 1, "{s:?}");
-    assert_eq!(s.failed_sources[0].mailbox, "dead");
+    assert_eq!(s.failed_sources[0].mailbox, dead_name);
     assert_eq!(common::count_files(&md.join("new")), 0);
     assert!(
-        logs.text().contains("mailbox drain failed"),
+        logs.lines_of(&dead_name).contains("mailbox drain failed"),
         "{}",
-        logs.text()
+        logs.lines_of(&dead_name)
     );
 }

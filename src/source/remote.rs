@@ -609,8 +609,16 @@ impl RemoteSource {
         // The first UID set aside and not taken: the checkpoint stays below it.
         let mut held_back: Option<u32> = None;
         let mut skipped = std::collections::HashSet::new();
+        let mut cursor_validity = s.selected.uid_validity;
         loop {
             let validity = s.selected.uid_validity;
+            if validity != cursor_validity {
+                // A reopened session found the folder renumbered: what this
+                // drain took is known by content now, not by UID.
+                cursor = 0;
+                held_back = None;
+                cursor_validity = validity;
+            }
             let checkpoint = self
                 .store
                 .checkpoint(&self.name)

@@ -417,8 +417,10 @@ async fn imap_session(
     }
 }
 
-/// Captures log lines (the tests run on one thread: `set_default` sees the
-/// tasks they spawn as well).
+/// Log lines of the whole test process, captured by one global subscriber
+/// (a per-test `set_default` misses events when tests run in parallel:
+/// tracing caches a callsite's interest across threads). Tests tell their
+/// lines apart by their mailbox name, unique per test.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -433,17 +435,30 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    /// The process-wide capture (installed on first use).
+    pub fn global() -> Logs {
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter("info")
+                .with_writer(move || writer.clone())
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+            logs
+        })
+        .clone()
     }
 
-    /// A subscriber writing JSON lines here, for `tracing::subscriber::set_default`.
-    pub fn subscriber(&self) -> impl tracing::Subscriber + std::marker::Send + Sync {
-        let logs = self.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("info")
-            .with_writer(move || logs.clone())
-            .finish()
+    /// The lines that name `mailbox` (as a field, `"mailbox":"NAME"`).
+    pub fn lines_of(&self, mailbox: &str) -> String {
+        let needle = format!("\"mailbox\":\"{mailbox}\"");
+        let all = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        all.lines()
+            .filter(|l| l.contains(&needle))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 }
