@@ -212,7 +212,13 @@ async fn a_pop3_message_over_the_size_bound_is_stored_truncated_and_the_rest_com
     .await;
     let mut settings = e.settings(MailboxKind::Pop3, &server);
     settings.daemon.max_message_bytes = 64 * 1024;
+    let logs = Logs::global();
     let s = e.app(settings).await.run_once().await.expect("run");
+    let text = logs.lines_of(&format!("fake{}", server.port));
+    assert!(
+        text.contains("stored truncated") && text.contains("\"uid\":\"big\""),
+        "the truncation is logged: {text}"
+    );
     assert_eq!((s.stored, s.duplicates, s.skipped), (3, 0, 0), "{s:?}");
     assert!(server.remaining().is_empty(), "all three deleted");
     assert_eq!(server.violations(), Vec::<String>::new());
