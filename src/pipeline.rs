@@ -27,7 +27,7 @@
 //! |---|---|
 //! | `mailbox` | `[[mailbox]] name` the message came from |
 //! | `intake_id` | id of the `intake` row |
-//! | `uid` | the message's identity in its mailbox (maildir unique name) |
+//! | `uid` | the message's uid in its mailbox (maildir unique name, IMAP `uidvalidity:uid`, POP3 UIDL): a hint, not an identity |
 //! | `message_id` | Message-ID of the original (bounced) message, when the bounce names it |
 //! | `message_hash` | hex SHA-256 of the raw bounce (the idempotence key) |
 //! | `address` | the failed recipient, lowercased |

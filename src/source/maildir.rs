@@ -255,7 +255,7 @@ impl MaildirSource {
         // One batch read ahead of the one being stored: memory is bounded
         // by two batches (queued or being read, and storing), each within
         // `batch_bytes` (or one message up to `max_message_bytes`).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Read_>(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadBatch>(1);
         let (batch_size, batch_bytes, limit) =
             (self.batch_size, self.batch_bytes, self.max_message_bytes);
         let reader_cancel = cancel.clone();
@@ -267,7 +267,7 @@ impl MaildirSource {
                 Ok(p) => Some(p),
                 Err(_) => return Ok(()),
             };
-            let mut batch = Read_::default();
+            let mut batch = ReadBatch::default();
             let mut bytes = 0usize;
             for path in files {
                 if reader_cancel.is_cancelled() {
@@ -391,7 +391,7 @@ impl MaildirSource {
 
 /// What the reading thread hands over: a batch, and what it skipped.
 #[derive(Default)]
-struct Read_ {
+struct ReadBatch {
     items: Vec<Fetched>,
     vanished: usize,
     skipped: usize,
