@@ -32,6 +32,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod model;
+pub mod ops;
 pub mod pipeline;
 pub mod rules;
 pub mod source;

@@ -1,0 +1,1 @@
+//! Address lookup and the send-time check.

@@ -1,0 +1,1 @@
+//! The "to qualify" queue: list, keep, ignore.

@@ -1,0 +1,1 @@
+//! The retry schedule: delivery logs due for another attempt.

@@ -1,0 +1,1 @@
+//! Setting an address's status by hand (quarantine, denylist, allowlist, valid), audited.
