@@ -31,6 +31,8 @@ pub mod analysis;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod pipeline;

@@ -7,13 +7,14 @@ use super::inputs;
 use crate::analysis::RecipientReport;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
+use crate::ops;
 use crate::rules::{self, Rule, RuleSet};
 use crate::startup::rule_set;
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
     StoreSettings,
 };
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -430,7 +431,7 @@ fn print_outcome(out: &mut impl Write, o: &RecipientOutcome, json: bool) -> anyh
 }
 
 async fn address(store: &Store, args: AddressArgs) -> anyhow::Result<i32> {
-    let Some(info) = store.address_info(&args.address, args.events).await? else {
+    let Some(info) = ops::addresses::lookup(store, &args.address, args.events).await? else {
         if args.json {
             println!("null");
         } else {
@@ -557,9 +558,12 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
 async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Result<i32> {
     match cmd {
         QualificationsCommand::List { all, json } => {
-            let rows = store
-                .list_qualifications((!all).then_some(QualificationStatus::ToQualify))
-                .await?;
+            let rows = ops::qualifications::list(
+                store,
+                (!all).then_some(QualificationStatus::ToQualify),
+                None,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(0);
@@ -582,39 +586,19 @@ async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Re
             reason,
             category,
         } => {
-            let rule = store
-                .keep_qualification(id, bounce_type, reason, category)
-                .await?;
+            let rule = ops::qualifications::keep(store, id, bounce_type, reason, category).await?;
             println!("rule {} created: {}", rule.id, rule.pattern);
         }
         QualificationsCommand::Ignore { id } => {
-            store.ignore_qualification(id).await?;
+            ops::qualifications::ignore(store, id).await?;
             println!("#{id} ignored");
         }
     }
     Ok(0)
 }
 
-/// `7d`, `12h`, `30m`, `2w`, `90s`.
-pub fn parse_period(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("{s:?}: expected a number followed by s, m, h, d or w"))?;
-    Ok(match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" | "" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        other => bail!("{s:?}: unknown unit {other:?} (use s, m, h, d or w)"),
-    })
-}
-
 async fn report(store: &Store, args: ReportArgs, now: DateTime<Utc>) -> anyhow::Result<i32> {
-    let since = now - parse_period(&args.since)?;
-    let r = store.report(since, now).await?;
+    let r = ops::report::report(store, &args.since, now).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else if args.csv {

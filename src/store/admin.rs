@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 /// Deliveries CSV rows inserted per statement.
 const CSV_CHUNK: usize = 5000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AddressInfo {
     pub address: String,
     pub status: AddressStatus,
@@ -45,7 +45,7 @@ pub struct AddressSummary {
     pub release_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AddressEvent {
     pub occurred_at: DateTime<Utc>,
     pub kind: String,
@@ -67,14 +67,14 @@ pub struct AddressEvent {
     pub count_after: i32,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReportRow {
     pub bounce_type: String,
     pub reason: String,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DomainCount {
     pub domain: String,
     pub hard: i64,
@@ -84,7 +84,7 @@ pub struct DomainCount {
     pub sender_side: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,

@@ -11,6 +11,7 @@
 
 mod admin;
 mod apply;
+mod check;
 mod intake;
 mod queue;
 mod rules;
@@ -22,6 +23,7 @@ pub use admin::{
     Report, ReportRow,
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
+pub use check::ExcludedRow;
 pub use intake::{
     content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimedMessage,
     FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
