@@ -7,14 +7,14 @@ use super::inputs;
 use crate::analysis::RecipientReport;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
-use crate::ops;
+use crate::ops::{self, deliveries::NewDelivery};
 use crate::rules::{self, Rule, RuleSet};
 use crate::startup::rule_set;
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
     StoreSettings,
 };
-use anyhow::Context;
+use anyhow::{bail, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -231,20 +231,25 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         }
         DbCommand::Report(args) => report(&store, args, now).await,
         DbCommand::Deliveries(DeliveriesCommand::Import { file }) => {
-            let s = if file.as_os_str() == "-" {
-                store
-                    .import_deliveries_csv(std::io::stdin().lock(), now)
-                    .await?
+            let items = if file.as_os_str() == "-" {
+                read_deliveries_csv(std::io::stdin().lock())?
             } else {
                 let f = std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?;
-                store
-                    .import_deliveries_csv(std::io::BufReader::new(f), now)
-                    .await?
+                read_deliveries_csv(std::io::BufReader::new(f))?
+            };
+            let s = match ops::deliveries::import_deliveries(&store, items, now).await {
+                // the CSV's line: one header line, lines count from 1
+                Err(ops::OpsError::Invalid {
+                    index: Some(i),
+                    message,
+                    ..
+                }) => bail!("deliveries CSV, line {}: {message}", i + 2),
+                other => other?,
             };
             println!(
-                "{} delivery logs imported ({} deliveries)",
-                s.rows, s.deliveries
+                "{} delivery logs imported ({} already registered)",
+                s.accepted, s.duplicates
             );
             Ok(0)
         }
@@ -295,17 +300,95 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         DbCommand::Quarantine(QuarantineCommand::Release { address }) => {
-            let before = store.quarantine_release(&address, now).await?;
-            println!("{address}: {before} -> valid");
-            Ok(0)
+            set_status(&store, &address, AddressStatus::Valid, now).await
         }
         DbCommand::Quarantine(QuarantineCommand::Add { address, status }) => {
             let status: AddressStatus = status.parse().map_err(anyhow::Error::msg)?;
-            let before = store.quarantine_add(&address, status, now).await?;
-            println!("{address}: {before} -> {status}");
-            Ok(0)
+            set_status(&store, &address, status, now).await
         }
     }
+}
+
+/// A manual status change, audited as made by `cli:$USER`.
+async fn set_status(
+    store: &Store,
+    address: &str,
+    status: AddressStatus,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i32> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let info = ops::status::set_status(
+        store,
+        address,
+        status,
+        None,
+        None,
+        &format!("cli:{user}"),
+        now,
+    )
+    .await?;
+    let before = info
+        .events
+        .first()
+        .map_or("?", |e| e.status_before.as_str());
+    println!("{}: {before} -> {}", info.address, info.status);
+    Ok(0)
+}
+
+/// Reads a deliveries CSV: a header row naming at least `message_id` and
+/// `address`, optionally `delivery`, `profile_id`, `tracking_id` and
+/// `sent_at` (RFC 3339; empty means now), in any order and case.
+fn read_deliveries_csv(reader: impl std::io::Read) -> anyhow::Result<Vec<NewDelivery>> {
+    let mut csv = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = csv
+        .headers()
+        .context("deliveries CSV, line 1: reading the header row")?
+        .clone();
+    let find = |name: &str| headers.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let required = |name: &str| {
+        find(name).with_context(|| {
+            format!("deliveries CSV, line 1: the header row has no {name:?} column")
+        })
+    };
+    let (message_id, address) = (required("message_id")?, required("address")?);
+    let (delivery, profile_id, tracking_id, sent_at) = (
+        find("delivery"),
+        find("profile_id"),
+        find("tracking_id"),
+        find("sent_at"),
+    );
+    let mut items = Vec::new();
+    for (n, record) in csv.records().enumerate() {
+        let line = n + 2;
+        let rec = record.with_context(|| format!("deliveries CSV, line {line}"))?;
+        let field = |i: Option<usize>| {
+            i.and_then(|i| rec.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let sent_at = field(sent_at)
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .with_context(|| {
+                        format!(
+                            "deliveries CSV, line {line}: sent_at {s:?} is not an RFC 3339 time"
+                        )
+                    })
+            })
+            .transpose()?;
+        items.push(NewDelivery {
+            message_id: field(Some(message_id)).unwrap_or_default(),
+            address: field(Some(address)).unwrap_or_default(),
+            delivery: field(delivery),
+            profile_id: field(profile_id),
+            tracking_id: field(tracking_id),
+            sent_at,
+        });
+    }
+    Ok(items)
 }
 
 /// The rule that now explains a queued text. Domain-scoped rules do not

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
+mod schemas;
 
 use crate::config::{ApiToken, HttpSettings};
 use crate::metrics::{Metrics, RouteLabels, RouteStatusLabels};
@@ -125,7 +126,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::openapi))
         .routes(routes!(routes::get_address))
+        .routes(routes!(routes::put_status))
         .routes(routes!(routes::check_addresses))
+        .routes(routes!(routes::post_deliveries))
+        .routes(routes!(routes::post_failures))
+        .routes(routes!(routes::get_retries))
         .routes(routes!(routes::list_qualifications))
         .routes(routes!(routes::qualify))
         .routes(routes!(routes::report))

@@ -326,3 +326,120 @@ pub async fn report(
         .await?,
     ))
 }
+
+/// Change an address's status by hand; an audit event (kind `manual`)
+/// records the token's name. Returns the address as `GET` shows it.
+#[utoipa::path(put, path = "/v1/addresses/{address}/status", tag = TAG_ADDRESSES,
+    security(("bearer" = [])),
+    params(("address" = String, Path, description = "The address (compared lowercased)")),
+    request_body = super::schemas::StatusChange,
+    responses((status = 200, body = AddressInfo),
+              (status = 422, description = "Not an address, or a status that cannot be set by hand", body = ErrorBody)))]
+pub async fn put_status(
+    Writer(actor): Writer,
+    state: axum::extract::State<ApiState>,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(change): ApiJson<ops::status::StatusChange>,
+) -> Result<Json<AddressInfo>, ApiError> {
+    let info = ops::status::set_status(
+        state.store(),
+        &address,
+        change.status,
+        change.reason,
+        change.note,
+        &actor.name,
+        state.now(),
+    )
+    .await?;
+    if let Some(e) = info.events.first() {
+        state
+            .metrics()
+            .record_transition(&e.status_before, &e.status_after);
+    }
+    Ok(Json(info))
+}
+
+/// Register what was sent: idempotent on (message_id, address), all or nothing.
+#[utoipa::path(post, path = "/v1/deliveries", tag = TAG_SENDING,
+    security(("bearer" = [])),
+    request_body(content = Vec<super::schemas::NewDelivery>, description = "At most 10,000 delivery logs"),
+    responses((status = 200, body = super::schemas::RegisterSummary),
+              (status = 422, description = "A bad item (index, field) or more than 10,000", body = ErrorBody)))]
+pub async fn post_deliveries(
+    _: Writer,
+    state: axum::extract::State<ApiState>,
+    ApiJson(items): ApiJson<Vec<ops::deliveries::NewDelivery>>,
+) -> Result<Json<ops::deliveries::RegisterSummary>, ApiError> {
+    Ok(Json(
+        ops::deliveries::register_deliveries(state.store(), items, state.now()).await?,
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailuresResult {
+    /// One per failure, in input order.
+    #[schema(value_type = Vec<super::schemas::SyncFailureResult>)]
+    pub results: Vec<ops::failures::SyncFailureResult>,
+}
+
+/// Synchronous failures (refusals met during the SMTP dialogue), each
+/// qualified by the same rules and code path as a bounce recipient and
+/// applied with the same quarantine semantics; all or nothing. A repeated
+/// `id` changes nothing and returns the first result.
+#[utoipa::path(post, path = "/v1/failures", tag = TAG_SENDING,
+    security(("bearer" = [])),
+    request_body(content = Vec<super::schemas::SyncFailure>, description = "At most 10,000 failures"),
+    responses((status = 200, body = FailuresResult),
+              (status = 422, description = "A bad item (index, field) or more than 10,000", body = ErrorBody)))]
+pub async fn post_failures(
+    _: Writer,
+    state: axum::extract::State<ApiState>,
+    ApiJson(items): ApiJson<Vec<ops::failures::SyncFailure>>,
+) -> Result<Json<FailuresResult>, ApiError> {
+    let rules = state.pipeline().rules();
+    let results =
+        ops::failures::record_sync_failures(state.store(), &rules, items, state.now()).await?;
+    let m = state.metrics();
+    for r in &results {
+        m.record_result(
+            r.bounce_type.as_str(),
+            r.reason.as_str(),
+            r.status_before.as_str(),
+            r.status_after.as_str(),
+        );
+    }
+    Ok(Json(FailuresResult { results }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RetriesQuery {
+    /// RFC 3339; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub due_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// 1 to 10,000 (default 1,000).
+    pub limit: Option<i64>,
+}
+
+/// Delivery logs whose temporary failure is due for another attempt, oldest first.
+#[utoipa::path(get, path = "/v1/retries", tag = TAG_SENDING,
+    security(("bearer" = [])),
+    params(RetriesQuery),
+    responses((status = 200, body = Vec<super::schemas::DueRetry>),
+              (status = 400, description = "due_before is not an RFC 3339 time", body = ErrorBody),
+              (status = 422, description = "limit out of range", body = ErrorBody)))]
+pub async fn get_retries(
+    _: Reader,
+    state: axum::extract::State<ApiState>,
+    ApiQuery(q): ApiQuery<RetriesQuery>,
+) -> Result<Json<Vec<ops::retries::DueRetry>>, ApiError> {
+    Ok(Json(
+        ops::retries::due_retries(
+            state.store(),
+            q.due_before.unwrap_or_else(|| state.now()),
+            q.limit.unwrap_or(1000),
+        )
+        .await?,
+    ))
+}
