@@ -78,7 +78,7 @@ name = "bench"
 scope = "write"
 token_env = "INMAIL_BENCH_TOKEN"
 TOML
-"$inmail" serve --config "$work/inmail.toml" 2>"$work/serve.log" &
+INMAIL__DATABASE__URL="$url" "$inmail" serve --config "$work/inmail.toml" 2>"$work/serve.log" &
 server_pid=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
@@ -151,7 +151,8 @@ function request()
     local n = (thread_id * 1000000 + counter) * 100 + i
     local a = addr((n * 7919) % rows)
     local reply = string.format(replies[n % #replies + 1], a)
-    t[i] = '{"id":"bf' .. n .. '","address":"' .. a .. '","reply":"' .. reply .. '"}'
+    t[i] = '{"id":"bf' .. n .. '","address":"' .. a .. '","message_id":"<bf' .. n ..
+           '@bench.example>","delivery":"bench","reply":"' .. reply .. '"}'
   end
   return wrk.format("POST", "/v1/failures",
     {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"},

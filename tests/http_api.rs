@@ -118,6 +118,14 @@ async fn an_address_is_shown_as_the_cli_shows_it_and_an_unknown_one_is_404(pool:
         .expect("lookup")
         .expect("known");
     assert_eq!(a.body, serde_json::to_value(&cli).expect("json"));
+    // the one-round-trip read says what the two-query one says
+    let reference = s
+        .store
+        .address_info("bob@example.com", 20)
+        .await
+        .expect("address_info")
+        .expect("known");
+    assert_eq!(a.body, serde_json::to_value(&reference).expect("json"));
     assert_eq!(a.body["status"], "denylisted");
     let events = a.body["events"].as_array().expect("events");
     assert_eq!(events.len(), 2);

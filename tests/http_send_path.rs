@@ -246,6 +246,15 @@ async fn a_sync_failure_and_a_bounce_for_one_address_count_like_two_bounces(pool
     );
     assert_eq!(mixed, twice);
     assert_eq!(mixed.0, "quarantined");
+    // GET's one-query read agrees with the store's two-query one on bounce events too
+    let get = s.get("/v1/addresses/both@d1.example", Some(READ)).await;
+    let reference = s
+        .store
+        .address_info("both@d1.example", 20)
+        .await
+        .expect("address_info")
+        .expect("known");
+    assert_eq!(get.body, serde_json::to_value(&reference).expect("json"));
     assert_eq!(mixed.2.len(), 2);
     s.stop().await;
 }

@@ -31,7 +31,7 @@ pub async fn lookup(
     address: &str,
     events: i64,
 ) -> Result<Option<AddressInfo>, OpsError> {
-    address_key(address).map_err(|message| OpsError::Invalid {
+    let key = address_key(address).map_err(|message| OpsError::Invalid {
         index: None,
         field: Some("address"),
         message,
@@ -43,7 +43,7 @@ pub async fn lookup(
             message: format!("events = {events}: must be between 0 and {MAX_EVENTS}"),
         });
     }
-    Ok(store.address_info(address, events).await?)
+    Ok(store.address_view(&key, events).await?)
 }
 
 /// An address the sender must not mail now, and why.

@@ -46,7 +46,7 @@ pub struct AddressSummary {
     pub release_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, FromRow, utoipa::ToSchema)]
 pub struct AddressEvent {
     pub occurred_at: DateTime<Utc>,
     pub kind: String,
