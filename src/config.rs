@@ -24,6 +24,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub log: LogSettings,
     pub daemon: DaemonSettings,
+    pub http: HttpSettings,
     #[serde(rename = "mailbox", skip_serializing_if = "Vec::is_empty")]
     pub mailboxes: Vec<MailboxSettings>,
 }
@@ -614,6 +615,7 @@ impl Settings {
                 }
             }
         }
+        self.http.validate(&mut e);
         if e.is_empty() {
             Ok(())
         } else {
@@ -669,4 +671,179 @@ fn check_database_url(url: &str) -> Result<(), String> {
                 format!("not a valid PostgreSQL URL: {text}")
             }
         })
+}
+
+/// `[http]`: the HTTP API (`inmail serve`, and `inmail run` when `listen` is set).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `host:port` to listen on; unset: no HTTP server.
+    pub listen: Option<String>,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 503 (timeout).
+    pub request_timeout_secs: u64,
+    /// Requests handled at once; more wait their turn.
+    pub max_concurrent_requests: usize,
+    /// The bearer tokens allowed on `/v1`.
+    #[serde(rename = "token", skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenSettings>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 256,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// What a token may do: `read` (lookups, check, lists) or `write` (also changes).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Read,
+    Write,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// One `[[http.token]]` table; the secret comes from `token_env` or `token_file`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Logged as the actor of each request, never the secret.
+    pub name: String,
+    pub scope: TokenScope,
+    /// Environment variable holding the token.
+    pub token_env: Option<String>,
+    /// File holding the token (first line).
+    pub token_file: Option<PathBuf>,
+}
+
+/// A token with its secret read.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub scope: TokenScope,
+    pub secret: SecretString,
+}
+
+/// Tokens shorter than this are refused: guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl TokenSettings {
+    /// The secret from `token_env` or `token_file`, trimmed.
+    pub fn read_secret(&self) -> Result<SecretString, String> {
+        let raw = match (&self.token_env, &self.token_file) {
+            (Some(v), None) => std::env::var(v)
+                .map_err(|_| format!("token_env = {v:?}: environment variable is not set"))?,
+            (None, Some(p)) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("token_file = {p:?}: cannot read it: {e}"))?;
+                text.lines().next().unwrap_or_default().to_owned()
+            }
+            (None, None) => return Err("token_env: set token_env or token_file".into()),
+            (Some(_), Some(_)) => {
+                return Err("token_env: set token_env or token_file, not both".into())
+            }
+        };
+        let secret = raw.trim();
+        if secret.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "{}: the token must be at least {MIN_TOKEN_LEN} characters long",
+                if self.token_env.is_some() {
+                    "token_env"
+                } else {
+                    "token_file"
+                }
+            ));
+        }
+        Ok(SecretString::from(secret.to_owned()))
+    }
+}
+
+impl HttpSettings {
+    /// The address to listen on, when the server is wanted.
+    pub fn listen_addr(&self) -> Option<Result<std::net::SocketAddr, String>> {
+        self.listen.as_deref().map(|l| {
+            use std::net::ToSocketAddrs;
+            l.to_socket_addrs()
+                .map_err(|e| format!("http.listen = {l:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("http.listen = {l:?}: resolves to no address"))
+        })
+    }
+
+    /// Every token with its secret (validated by [`Settings::validate`]).
+    pub fn api_tokens(&self) -> Result<Vec<ApiToken>, ConfigError> {
+        let mut out = Vec::with_capacity(self.tokens.len());
+        let mut e = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            match t.read_secret() {
+                Ok(secret) => out.push(ApiToken {
+                    name: t.name.clone(),
+                    scope: t.scope,
+                    secret,
+                }),
+                Err(m) => e.push(format!("http.token[{i}] ({}).{m}", t.name)),
+            }
+        }
+        if e.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigError::Invalid(e))
+        }
+    }
+
+    fn validate(&self, e: &mut Vec<String>) {
+        if let Some(Err(m)) = self.listen_addr() {
+            e.push(m);
+        }
+        if self.max_body_bytes == 0 {
+            e.push("http.max_body_bytes = 0: must be greater than 0".into());
+        }
+        if self.request_timeout_secs == 0 {
+            e.push("http.request_timeout_secs = 0: must be greater than 0".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            e.push("http.max_concurrent_requests = 0: must be greater than 0".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut secrets = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                e.push(format!(
+                    "http.token[{i}].name = \"\": every token needs a name"
+                ));
+            } else if !names.insert(t.name.as_str()) {
+                e.push(format!(
+                    "http.token[{i}].name = {:?}: duplicate token name",
+                    t.name
+                ));
+            }
+            match t.read_secret() {
+                Ok(s) => {
+                    if !secrets.insert(s.expose_secret().to_owned()) {
+                        e.push(format!(
+                            "http.token[{i}] ({}): the same secret as another token",
+                            t.name
+                        ));
+                    }
+                }
+                Err(m) => e.push(format!("http.token[{i}] ({}).{m}", t.name)),
+            }
+        }
+    }
 }

@@ -9,7 +9,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = inmail::cli::Cli::parse();
-    if !matches!(cli.command, inmail::cli::Command::Run(_)) {
+    if !matches!(
+        cli.command,
+        inmail::cli::Command::Run(_) | inmail::cli::Command::Serve(_)
+    ) {
         // One-shot commands print results that are often piped into `head` or
         // `less`: like any Unix filter they should end quietly when the reader
         // goes away. The daemon keeps Rust's default (SIGPIPE ignored), so a

@@ -51,6 +51,7 @@
 //! `message` span carrying `intake_id`, `mailbox` and `uid`.
 
 use crate::analysis::Analyzer;
+use crate::metrics::{KindLabels, Metrics};
 use crate::rules::RuleSet;
 use crate::store::{
     is_outage, Backoff, BounceInput, ClaimLimits, ClaimedMessage, RecipientOutcome, Store,
@@ -135,6 +136,7 @@ pub struct Pipeline {
     rules: RwLock<Arc<RuleSet>>,
     settings: PipelineSettings,
     clock: Clock,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Pipeline {
@@ -151,7 +153,14 @@ impl Pipeline {
             rules: RwLock::new(Arc::new(rules)),
             settings,
             clock,
+            metrics: None,
         }
+    }
+
+    /// Counts what each committed step processed into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -170,7 +179,8 @@ impl Pipeline {
         }
     }
 
-    fn rules(&self) -> Arc<RuleSet> {
+    /// The rule set in force (the one the workers qualify with).
+    pub fn rules(&self) -> Arc<RuleSet> {
         match self.rules.read() {
             Ok(g) => Arc::clone(&g),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -214,6 +224,7 @@ impl Pipeline {
         match self.apply_claimed(&mut tx, claimed, now).await {
             Ok(done) => match tx.commit().await {
                 Ok(()) => {
+                    self.count(&done.0, &done.1);
                     log_results(&done.0, &done.1);
                     Ok(ids.len())
                 }
@@ -280,6 +291,7 @@ impl Pipeline {
                     context: "committing a processed message",
                     cause,
                 })?;
+                self.count(&done.0, &done.1);
                 log_results(&done.0, &done.1);
                 Ok(())
             }
@@ -322,6 +334,25 @@ impl Pipeline {
         let ids: Vec<i64> = processed.iter().map(|p| p.id).collect();
         self.store.mark_intake_done(conn, &ids, now).await?;
         Ok((processed, outcomes))
+    }
+
+    fn count(&self, processed: &[Processed], outcomes: &[RecipientOutcome]) {
+        let Some(m) = &self.metrics else { return };
+        for p in processed {
+            m.messages_processed
+                .get_or_create(&KindLabels {
+                    kind: p.input.analysis.kind.as_str().to_owned(),
+                })
+                .inc();
+        }
+        for o in outcomes {
+            m.record_result(
+                o.bounce_type.as_str(),
+                o.reason.as_str(),
+                o.status_before.as_str(),
+                o.status_after.as_str(),
+            );
+        }
     }
 
     async fn charge(&self, ids: &[i64], error: &PipelineError, now: DateTime<Utc>) -> Result<()> {

@@ -21,6 +21,8 @@
 use crate::analysis::Analyzer;
 use crate::backoff::{sleep_or_cancel, OutageBackoff};
 use crate::config::{MailboxKind, Settings};
+use crate::http::{self, ApiState};
+use crate::metrics::Metrics;
 use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
 use crate::rules::{self, RuleSet};
 use crate::source::maildir::{MaildirSource, SourceError};
@@ -40,6 +42,7 @@ pub struct App {
     store: Store,
     pipeline: Arc<Pipeline>,
     sources: Vec<Source>,
+    metrics: Arc<Metrics>,
 }
 
 /// What [`App::run_once`] did.
@@ -179,19 +182,25 @@ impl App {
         let rules = rule_set(&settings, &store).await?;
         tracing::info!(rules = rules.rules().len(), "rules compiled");
         let analyzer = analyzer_from(&settings)?;
-        let pipeline = Arc::new(Pipeline::new(
-            store.clone(),
-            analyzer,
-            rules,
-            PipelineSettings {
-                batch_size: settings.daemon.batch_size,
-                max_attempts: settings.daemon.max_attempts,
-                backoff: Backoff::default(),
-                batch_bytes: settings.daemon.batch_bytes,
-                read_prefix: crate::pipeline::analysis_prefix(settings.analysis.max_message_bytes),
-            },
-            Arc::clone(&clock),
-        ));
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Arc::new(
+            Pipeline::new(
+                store.clone(),
+                analyzer,
+                rules,
+                PipelineSettings {
+                    batch_size: settings.daemon.batch_size,
+                    max_attempts: settings.daemon.max_attempts,
+                    backoff: Backoff::default(),
+                    batch_bytes: settings.daemon.batch_bytes,
+                    read_prefix: crate::pipeline::analysis_prefix(
+                        settings.analysis.max_message_bytes,
+                    ),
+                },
+                Arc::clone(&clock),
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
         let mut sources = Vec::new();
         for m in &settings.mailboxes {
             match m.kind {
@@ -205,7 +214,7 @@ impl App {
                     let s =
                         RemoteSource::new(m, &settings.daemon, store.clone(), Arc::clone(&clock))?;
                     s.check_at_startup().await?;
-                    sources.push(Source::Remote(s));
+                    sources.push(Source::Remote(s.with_metrics(Arc::clone(&metrics))));
                 }
             }
         }
@@ -214,7 +223,72 @@ impl App {
             store,
             pipeline,
             sources,
+            metrics,
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The HTTP API over this app's store, rules and metrics.
+    pub fn api_router(&self) -> anyhow::Result<axum::Router> {
+        let tokens = self.settings.http.api_tokens()?;
+        let state = ApiState::new(
+            self.store.clone(),
+            Arc::clone(&self.pipeline),
+            Arc::clone(&self.metrics),
+            &tokens,
+        );
+        Ok(http::router(state, &self.settings.http))
+    }
+
+    /// Binds `[http] listen`, when it is set.
+    pub async fn bind_http(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let Some(addr) = self.settings.http.listen_addr() else {
+            return Ok(None);
+        };
+        let addr = addr.map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("http.listen = {addr}: cannot listen"))?;
+        Ok(Some(listener))
+    }
+
+    /// `inmail serve`: the HTTP API alone on `listener` (no mailbox, no
+    /// worker), with the rules kept current, until `shutdown` fires; the
+    /// requests in flight then finish within `daemon.shutdown_timeout_secs`.
+    pub async fn serve_api(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let router = self.api_router()?;
+        let tracker = TaskTracker::new();
+        tracker.spawn(rules_loop(
+            self.settings.clone(),
+            self.store.clone(),
+            Arc::clone(&self.pipeline),
+            shutdown.clone(),
+        ));
+        let server = tracker.spawn(http::serve(listener, router, shutdown.clone()));
+        tracker.close();
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        shutdown.cancelled().await;
+        let deadline = Duration::from_secs(self.settings.daemon.shutdown_timeout_secs);
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline passed; exiting with requests in flight");
+        }
+        if server.is_finished() {
+            server
+                .await
+                .context("the HTTP server task")?
+                .context("serving HTTP")?;
+        }
+        Ok(())
     }
 
     pub fn pipeline(&self) -> &Arc<Pipeline> {
@@ -347,7 +421,27 @@ impl App {
     /// the workers finish the batch in hand and returns within
     /// `daemon.shutdown_timeout_secs`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let listener = self.bind_http().await?;
+        self.run_with_listener(listener, shutdown).await
+    }
+
+    /// [`App::run_until_stopped`] serving the HTTP API on `listener` (when
+    /// given) next to the mailboxes; both stop on `shutdown`.
+    pub async fn run_with_listener(
+        self,
+        listener: Option<tokio::net::TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
+        if let Some(listener) = listener {
+            let router = self.api_router()?;
+            let cancel = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(e) = http::serve(listener, router, cancel).await {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            });
+        }
         let wake = Arc::new(Notify::new());
         let d = &self.settings.daemon;
 
@@ -365,9 +459,14 @@ impl App {
                     .max(1),
             );
             match source {
-                Source::Maildir(source) => {
-                    tracker.spawn(fetch_loop(source, store, wake, poll, cancel))
-                }
+                Source::Maildir(source) => tracker.spawn(fetch_loop(
+                    source,
+                    store,
+                    wake,
+                    poll,
+                    cancel,
+                    Arc::clone(&self.metrics),
+                )),
                 Source::Remote(source) => tracker.spawn(source.run(wake, cancel)),
             };
         }
@@ -427,6 +526,7 @@ async fn fetch_loop(
     wake: Arc<Notify>,
     poll: Duration,
     cancel: CancellationToken,
+    metrics: Arc<Metrics>,
 ) {
     let name = source.name().to_owned();
     let mut health = Health::new("source", &name);
@@ -471,6 +571,7 @@ async fn fetch_loop(
                 }
                 Ok(None) => {
                     health.up();
+                    metrics.set_source_up(&name, true);
                     if !waiting_logged {
                         tracing::info!(mailbox = %name, "another instance fetches this mailbox; waiting for its lease");
                         waiting_logged = true;
@@ -483,6 +584,7 @@ async fn fetch_loop(
                 Err(e) => {
                     let d = retry.bump();
                     health.down(&e, d);
+                    metrics.set_source_up(&name, false);
                     if sleep_or_cancel(d, &cancel).await {
                         break;
                     }
@@ -495,6 +597,7 @@ async fn fetch_loop(
         match source.drain(&cancel, &move || wake_workers(&w)).await {
             Ok(s) => {
                 health.up();
+                metrics.set_source_up(&name, true);
                 retry.reset();
                 if s.stored + s.duplicates + s.skipped > 0 {
                     tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = source.set_aside_count(), "fetched");
@@ -503,6 +606,7 @@ async fn fetch_loop(
             Err(e) => {
                 let d = retry.bump();
                 health.down(&e, d);
+                metrics.set_source_up(&name, false);
                 if matches!(e, SourceError::Store(_)) {
                     lease = None; // its session may be gone too
                 }

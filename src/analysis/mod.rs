@@ -244,6 +244,26 @@ impl RecipientReport {
         r
     }
 
+    /// A recipient the remote server refused during the SMTP dialogue, from
+    /// its reply as received (`550 5.1.1 <a@b>: User unknown`, or several
+    /// `550-...` lines). The reply is read as a DSN's Diagnostic-Code is: one
+    /// line, reply code, enhanced status (the one next to the reply first),
+    /// refused command, else a status class inferred. Rules then qualify it
+    /// exactly as a bounce quoting the same reply.
+    pub fn from_smtp_reply(address: EmailAddress, reply: &str, remote_mta: Option<String>) -> Self {
+        let mut r = Self::new(address);
+        let d = reply.split_whitespace().collect::<Vec<_>>().join(" ");
+        r.reply_code = text::find_reply_code(&d);
+        r.status = text::find_status(&d);
+        r.smtp_command = text::find_smtp_command(&d);
+        r.diagnostic = (!d.is_empty()).then_some(d);
+        r.remote_mta = remote_mta;
+        if r.status.is_none() {
+            text::infer_status(&mut r);
+        }
+        r
+    }
+
     pub fn new(address: EmailAddress) -> Self {
         Self {
             address,

@@ -63,7 +63,7 @@ fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .enable_all()
@@ -128,14 +128,14 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
     })
 }
 
-fn is_unreachable(e: &anyhow::Error) -> bool {
+pub(crate) fn is_unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<crate::store::StoreError>()
             .is_some_and(crate::store::is_outage)
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -7,6 +7,7 @@ use super::inputs;
 use crate::analysis::RecipientReport;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
+use crate::ops::{self, deliveries::NewDelivery};
 use crate::rules::{self, Rule, RuleSet};
 use crate::startup::rule_set;
 use crate::store::{
@@ -230,20 +231,25 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         }
         DbCommand::Report(args) => report(&store, args, now).await,
         DbCommand::Deliveries(DeliveriesCommand::Import { file }) => {
-            let s = if file.as_os_str() == "-" {
-                store
-                    .import_deliveries_csv(std::io::stdin().lock(), now)
-                    .await?
+            let items = if file.as_os_str() == "-" {
+                read_deliveries_csv(std::io::stdin().lock())?
             } else {
                 let f = std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?;
-                store
-                    .import_deliveries_csv(std::io::BufReader::new(f), now)
-                    .await?
+                read_deliveries_csv(std::io::BufReader::new(f))?
+            };
+            let s = match ops::deliveries::import_deliveries(&store, items, now).await {
+                // the CSV's line: one header line, lines count from 1
+                Err(ops::OpsError::Invalid {
+                    index: Some(i),
+                    message,
+                    ..
+                }) => bail!("deliveries CSV, line {}: {message}", i + 2),
+                other => other?,
             };
             println!(
-                "{} delivery logs imported ({} deliveries)",
-                s.rows, s.deliveries
+                "{} delivery logs imported ({} already registered)",
+                s.accepted, s.duplicates
             );
             Ok(0)
         }
@@ -294,17 +300,95 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         DbCommand::Quarantine(QuarantineCommand::Release { address }) => {
-            let before = store.quarantine_release(&address, now).await?;
-            println!("{address}: {before} -> valid");
-            Ok(0)
+            set_status(&store, &address, AddressStatus::Valid, now).await
         }
         DbCommand::Quarantine(QuarantineCommand::Add { address, status }) => {
             let status: AddressStatus = status.parse().map_err(anyhow::Error::msg)?;
-            let before = store.quarantine_add(&address, status, now).await?;
-            println!("{address}: {before} -> {status}");
-            Ok(0)
+            set_status(&store, &address, status, now).await
         }
     }
+}
+
+/// A manual status change, audited as made by `cli:$USER`.
+async fn set_status(
+    store: &Store,
+    address: &str,
+    status: AddressStatus,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i32> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let info = ops::status::set_status(
+        store,
+        address,
+        status,
+        None,
+        None,
+        &format!("cli:{user}"),
+        now,
+    )
+    .await?;
+    let before = info
+        .events
+        .first()
+        .map_or("?", |e| e.status_before.as_str());
+    println!("{}: {before} -> {}", info.address, info.status);
+    Ok(0)
+}
+
+/// Reads a deliveries CSV: a header row naming at least `message_id` and
+/// `address`, optionally `delivery`, `profile_id`, `tracking_id` and
+/// `sent_at` (RFC 3339; empty means now), in any order and case.
+fn read_deliveries_csv(reader: impl std::io::Read) -> anyhow::Result<Vec<NewDelivery>> {
+    let mut csv = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = csv
+        .headers()
+        .context("deliveries CSV, line 1: reading the header row")?
+        .clone();
+    let find = |name: &str| headers.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let required = |name: &str| {
+        find(name).with_context(|| {
+            format!("deliveries CSV, line 1: the header row has no {name:?} column")
+        })
+    };
+    let (message_id, address) = (required("message_id")?, required("address")?);
+    let (delivery, profile_id, tracking_id, sent_at) = (
+        find("delivery"),
+        find("profile_id"),
+        find("tracking_id"),
+        find("sent_at"),
+    );
+    let mut items = Vec::new();
+    for (n, record) in csv.records().enumerate() {
+        let line = n + 2;
+        let rec = record.with_context(|| format!("deliveries CSV, line {line}"))?;
+        let field = |i: Option<usize>| {
+            i.and_then(|i| rec.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let sent_at = field(sent_at)
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .with_context(|| {
+                        format!(
+                            "deliveries CSV, line {line}: sent_at {s:?} is not an RFC 3339 time"
+                        )
+                    })
+            })
+            .transpose()?;
+        items.push(NewDelivery {
+            message_id: field(Some(message_id)).unwrap_or_default(),
+            address: field(Some(address)).unwrap_or_default(),
+            delivery: field(delivery),
+            profile_id: field(profile_id),
+            tracking_id: field(tracking_id),
+            sent_at,
+        });
+    }
+    Ok(items)
 }
 
 /// The rule that now explains a queued text. Domain-scoped rules do not
@@ -430,7 +514,7 @@ fn print_outcome(out: &mut impl Write, o: &RecipientOutcome, json: bool) -> anyh
 }
 
 async fn address(store: &Store, args: AddressArgs) -> anyhow::Result<i32> {
-    let Some(info) = store.address_info(&args.address, args.events).await? else {
+    let Some(info) = ops::addresses::lookup(store, &args.address, args.events).await? else {
         if args.json {
             println!("null");
         } else {
@@ -557,9 +641,12 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
 async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Result<i32> {
     match cmd {
         QualificationsCommand::List { all, json } => {
-            let rows = store
-                .list_qualifications((!all).then_some(QualificationStatus::ToQualify))
-                .await?;
+            let rows = ops::qualifications::list(
+                store,
+                (!all).then_some(QualificationStatus::ToQualify),
+                None,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(0);
@@ -582,39 +669,19 @@ async fn qualifications(store: &Store, cmd: QualificationsCommand) -> anyhow::Re
             reason,
             category,
         } => {
-            let rule = store
-                .keep_qualification(id, bounce_type, reason, category)
-                .await?;
+            let rule = ops::qualifications::keep(store, id, bounce_type, reason, category).await?;
             println!("rule {} created: {}", rule.id, rule.pattern);
         }
         QualificationsCommand::Ignore { id } => {
-            store.ignore_qualification(id).await?;
+            ops::qualifications::ignore(store, id).await?;
             println!("#{id} ignored");
         }
     }
     Ok(0)
 }
 
-/// `7d`, `12h`, `30m`, `2w`, `90s`.
-pub fn parse_period(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("{s:?}: expected a number followed by s, m, h, d or w"))?;
-    Ok(match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" | "" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        other => bail!("{s:?}: unknown unit {other:?} (use s, m, h, d or w)"),
-    })
-}
-
 async fn report(store: &Store, args: ReportArgs, now: DateTime<Utc>) -> anyhow::Result<i32> {
-    let since = now - parse_period(&args.since)?;
-    let r = store.report(since, now).await?;
+    let r = ops::report::report(store, &args.since, now).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else if args.csv {

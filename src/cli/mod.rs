@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod db;
 pub mod inputs;
 pub mod qualify;
+pub mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,8 +37,11 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
-    /// The daemon: drain the configured mailboxes into the store (`--once`: drain and exit).
+    /// The daemon: drain the configured mailboxes into the store (`--once`: drain and exit);
+    /// serves the HTTP API too when `[http] listen` is set.
     Run(daemon::RunArgs),
+    /// The HTTP API alone, without mailbox work (needs `[http] listen`).
+    Serve(serve::ServeArgs),
     /// Messages stored by the daemon: list them, retry failed ones.
     #[command(subcommand)]
     Intake(daemon::IntakeCommand),
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run(args) => daemon::run(cli.config.as_deref(), cli.pretty, args),
+        Command::Serve(args) => serve::run(cli.config.as_deref(), cli.pretty, args),
         Command::Intake(cmd) => daemon::intake(cli.config.as_deref(), cmd),
         Command::CheckConfig(args) => daemon::check_config(cli.config.as_deref(), args),
         Command::Health(args) => daemon::health(cli.config.as_deref(), args),

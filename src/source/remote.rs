@@ -183,6 +183,7 @@ pub struct RemoteSource {
     set_aside: SetAside,
     store: Store,
     clock: Clock,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl fmt::Debug for RemoteSource {
@@ -265,6 +266,7 @@ impl RemoteSource {
             set_aside: SetAside::new(Duration::from_secs(daemon.skipped_retry_secs.max(1))),
             store,
             clock,
+            metrics: None,
         })
     }
 
@@ -860,10 +862,16 @@ impl RemoteSource {
     /// (IMAP IDLE, else polling), and survives the server or the database
     /// going away. Returns when `cancel` fires (the batch in hand is
     /// finished first).
+    /// Reports the source's state as `inmail_source_up{mailbox}`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     pub async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
         let kind = kind_str(self.kind);
         let name = self.name.clone();
-        let mut state = SourceState::new(&name, kind);
+        let mut state = SourceState::new(&name, kind, self.metrics.clone());
         let mut retry = OutageBackoff::new();
         let lease_retry = self.poll.min(Duration::from_secs(5));
         let mut lease: Option<MailboxLease> = None;
@@ -1075,19 +1083,24 @@ struct SourceState {
     kind: &'static str,
     up: Option<bool>,
     waiting: Option<&'static str>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl SourceState {
-    fn new(name: &str, kind: &'static str) -> Self {
+    fn new(name: &str, kind: &'static str, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
         Self {
             name: name.to_owned(),
             kind,
             up: None,
             waiting: None,
+            metrics,
         }
     }
 
     fn up(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.set_source_up(&self.name, true);
+        }
         match self.up {
             Some(true) => {}
             Some(false) => {
@@ -1102,6 +1115,9 @@ impl SourceState {
 
     fn down(&mut self, error: &RemoteError, retry_in: Duration) {
         self.waiting = None;
+        if let Some(m) = &self.metrics {
+            m.set_source_up(&self.name, false);
+        }
         if self.up != Some(false) {
             tracing::error!(
                 mailbox = %self.name,

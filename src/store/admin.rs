@@ -2,9 +2,10 @@
 //! cleanup, manual quarantine changes and the deliveries import.
 
 use super::apply::{self, insert_events, normalise_message_id, EventRow};
+use super::deliveries::{insert_logs, DeliveryRecord, Insert};
 use super::state::{AddressRow, AddressStatus};
 use super::{Result, SqlContext, Store, StoreError};
-use crate::model::EmailAddress;
+use crate::model::{EmailAddress, Reason};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
@@ -14,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 /// Deliveries CSV rows inserted per statement.
 const CSV_CHUNK: usize = 5000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AddressInfo {
     pub address: String,
     pub status: AddressStatus,
@@ -45,7 +46,7 @@ pub struct AddressSummary {
     pub release_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, FromRow, utoipa::ToSchema)]
 pub struct AddressEvent {
     pub occurred_at: DateTime<Utc>,
     pub kind: String,
@@ -65,16 +66,21 @@ pub struct AddressEvent {
     pub status_after: String,
     pub count_before: i32,
     pub count_after: i32,
+    /// Who made a manual change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReportRow {
     pub bounce_type: String,
     pub reason: String,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DomainCount {
     pub domain: String,
     pub hard: i64,
@@ -84,7 +90,7 @@ pub struct DomainCount {
     pub sender_side: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
@@ -102,6 +108,17 @@ pub struct CleanupSummary {
     pub reset: u64,
     pub purged_events: u64,
     pub purged_messages: u64,
+}
+
+/// What a manual status change records besides the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManualChange {
+    /// Why, as the address's last reason and the event's.
+    pub reason: Option<Reason>,
+    /// Free text for the audit trail.
+    pub note: Option<String>,
+    /// Who: an API token's name, `cli:$USER`.
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -129,7 +146,7 @@ impl Store {
         let history: Vec<AddressEvent> = sqlx::query_as(
             "SELECT occurred_at, kind, source, delivery_log_id, correlation, bounce_type, reason, category,
                     enhanced_status, reply_code, diagnostic, rule_id, counted, not_counted_why,
-                    status_before, status_after, count_before, count_after
+                    status_before, status_after, count_before, count_after, actor, note
                FROM bounce_events WHERE address = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
         )
         .bind(&key)
@@ -245,6 +262,14 @@ impl Store {
         .await?;
         let purged_messages = purge(&mut tx, "DELETE FROM processed_messages WHERE processed_at < $1 - make_interval(days => $2::int4)", retention, now).await?;
         purge(&mut tx, "DELETE FROM domain_sender_failures WHERE day < ($1 - make_interval(days => $2::int4))::date", retention, now).await?;
+        // a sender's failure ids are remembered as long as the events they made
+        purge(
+            &mut tx,
+            "DELETE FROM sync_failures WHERE created_at < $1 - make_interval(days => $2::int4)",
+            retention,
+            now,
+        )
+        .await?;
         tx.commit().await.ctx("committing cleanup")?;
         Ok(CleanupSummary {
             released,
@@ -286,13 +311,8 @@ impl Store {
         address: &str,
         now: DateTime<Utc>,
     ) -> Result<AddressStatus> {
-        self.set_status(address, now, |r| {
-            r.status = AddressStatus::Valid;
-            r.error_count = 0;
-            r.quarantined_at = None;
-            r.release_at = None;
-        })
-        .await
+        self.set_address_status(address, AddressStatus::Valid, ManualChange::default(), now)
+            .await
     }
 
     /// Puts an address on a list by hand: quarantined, denylisted or allowlisted.
@@ -307,29 +327,54 @@ impl Store {
                 "cannot set status {status} by hand: use quarantined, denylisted or allowlisted (or release)"
             )));
         }
-        self.set_status(address, now, |r| {
-            r.status = status;
-            r.quarantined_at = (status != AddressStatus::Allowlisted).then_some(now);
-            r.release_at = None;
-        })
-        .await
+        self.set_address_status(address, status, ManualChange::default(), now)
+            .await
     }
 
-    async fn set_status(
+    /// Sets an address's status by hand, in one transaction with its audit
+    /// event (kind `manual`, naming `change.actor`). `valid` lifts any
+    /// quarantine or list status with a zero counter; `quarantined` and
+    /// `denylisted` start now with no automatic release; `allowlisted` stops
+    /// every failure from counting. `erroneous` is only ever reached by
+    /// counting failures. Returns the status the address had.
+    pub async fn set_address_status(
         &self,
         address: &str,
+        status: AddressStatus,
+        change: ManualChange,
         now: DateTime<Utc>,
-        change: impl FnOnce(&mut AddressRow),
     ) -> Result<AddressStatus> {
+        if status == AddressStatus::Erroneous {
+            return Err(StoreError::Input(
+                "cannot set status erroneous by hand: use valid, quarantined, denylisted or allowlisted"
+                    .into(),
+            ));
+        }
         let key = normalise_address(address)?;
         let keys = BTreeSet::from([key.clone()]);
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let mut rows = apply::lock_addresses(&mut tx, &keys, now).await?;
         let mut row = rows.remove(&key).unwrap_or_else(AddressRow::fresh);
         let before = (row.status, row.error_count);
-        change(&mut row);
+        row.status = status;
+        row.release_at = None;
+        match status {
+            AddressStatus::Valid => {
+                row.error_count = 0;
+                row.quarantined_at = None;
+            }
+            AddressStatus::Allowlisted => row.quarantined_at = None,
+            _ => row.quarantined_at = Some(now),
+        }
+        if let Some(reason) = change.reason {
+            row.last_reason = Some(reason.as_str().to_owned());
+        }
         apply::update_addresses(&mut tx, &[(&key, &row)], now).await?;
-        let event = EventRow::state_change("manual", &key, before, (row.status, row.error_count));
+        let mut event =
+            EventRow::state_change("manual", &key, before, (row.status, row.error_count));
+        event.reason = change.reason.map(|r| r.as_str().to_owned());
+        event.actor = change.actor;
+        event.note = change.note;
         insert_events(&mut tx, &[event], now).await?;
         tx.commit().await.ctx("committing a status change")?;
         Ok(before.0)
@@ -337,7 +382,9 @@ impl Store {
 
     /// Imports what was sent, from a CSV with a header row naming at least
     /// `message_id` and `address`, optionally `delivery`, `profile_id`,
-    /// `tracking_id` and `sent_at` (RFC 3339; empty means `now`). All or nothing.
+    /// `tracking_id` and `sent_at` (RFC 3339; empty means `now`). All or nothing;
+    /// rows already registered (same Message-ID and address) are skipped and
+    /// not counted in `rows`.
     pub async fn import_deliveries_csv(
         &self,
         reader: impl std::io::Read,
@@ -356,11 +403,11 @@ impl Store {
             let record = record.map_err(|e| csv_error(line, e))?;
             chunk.push(columns.parse(&record, line, now)?);
             if chunk.len() == CSV_CHUNK {
-                summary.rows += insert_delivery_logs(&mut tx, &chunk, &mut deliveries).await?;
+                summary.rows += insert_logs(&mut tx, &chunk, &mut deliveries, Insert::New).await?;
                 chunk.clear();
             }
         }
-        summary.rows += insert_delivery_logs(&mut tx, &chunk, &mut deliveries).await?;
+        summary.rows += insert_logs(&mut tx, &chunk, &mut deliveries, Insert::New).await?;
         summary.deliveries = deliveries.len() as u64;
         tx.commit().await.ctx("committing the deliveries import")?;
         Ok(summary)
@@ -437,15 +484,6 @@ struct CsvColumns {
     sent_at: Option<usize>,
 }
 
-struct DeliveryRow {
-    message_id: Option<String>,
-    address: String,
-    delivery: Option<String>,
-    profile_id: Option<String>,
-    tracking_id: Option<String>,
-    sent_at: DateTime<Utc>,
-}
-
 impl CsvColumns {
     fn from_headers(h: &csv::StringRecord) -> Result<Self> {
         let find = |name: &str| h.iter().position(|c| c.eq_ignore_ascii_case(name));
@@ -465,7 +503,12 @@ impl CsvColumns {
         })
     }
 
-    fn parse(&self, rec: &csv::StringRecord, line: u64, now: DateTime<Utc>) -> Result<DeliveryRow> {
+    fn parse(
+        &self,
+        rec: &csv::StringRecord,
+        line: u64,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryRecord> {
         let field = |i: Option<usize>| {
             i.and_then(|i| rec.get(i))
                 .filter(|v| !v.is_empty())
@@ -483,7 +526,7 @@ impl CsvColumns {
                 .map_err(|e| bad(format!("sent_at {s:?} is not an RFC 3339 time: {e}")))?
                 .with_timezone(&Utc),
         };
-        Ok(DeliveryRow {
+        Ok(DeliveryRecord {
             message_id: field(Some(self.message_id))
                 .map(|m| normalise_message_id(&m))
                 .filter(|m| !m.is_empty()),
@@ -494,51 +537,4 @@ impl CsvColumns {
             sent_at,
         })
     }
-}
-
-/// Inserts one chunk of delivery logs, creating the deliveries it names.
-async fn insert_delivery_logs(
-    conn: &mut PgConnection,
-    rows: &[DeliveryRow],
-    deliveries: &mut HashMap<String, i64>,
-) -> Result<u64> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let names: BTreeSet<&str> = rows
-        .iter()
-        .filter_map(|r| r.delivery.as_deref())
-        .filter(|n| !deliveries.contains_key(*n))
-        .collect();
-    if !names.is_empty() {
-        let names: Vec<&str> = names.into_iter().collect();
-        let ids: Vec<(i64, String)> = sqlx::query_as(
-            "INSERT INTO deliveries (name) SELECT unnest($1::text[]) ORDER BY 1
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-             RETURNING id, name",
-        )
-        .bind(&names)
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("creating deliveries")?;
-        deliveries.extend(ids.into_iter().map(|(id, name)| (name, id)));
-    }
-    let delivery_ids: Vec<Option<i64>> = rows
-        .iter()
-        .map(|r| r.delivery.as_ref().and_then(|n| deliveries.get(n).copied()))
-        .collect();
-    let done = sqlx::query(
-        "INSERT INTO delivery_logs (delivery_id, address, message_id, tracking_id, profile_id, sent_at)
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
-    )
-    .bind(&delivery_ids)
-    .bind(rows.iter().map(|r| r.address.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.message_id.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.tracking_id.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.profile_id.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.sent_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .ctx("inserting delivery logs")?;
-    Ok(done.rows_affected())
 }

@@ -73,6 +73,25 @@ impl CorrelatedBy {
     }
 }
 
+/// How a failure reached inmail, as `delivery_logs.failure_mode` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum FailureMode {
+    /// A bounce: a message received after the sending MTA accepted it.
+    #[default]
+    Async,
+    /// Refused during the SMTP dialogue, reported by the sender.
+    Sync,
+}
+
+impl FailureMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::Sync => "sync",
+        }
+    }
+}
+
 /// Why a recipient's failure did not count against its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,6 +177,7 @@ impl Item<'_> {
 #[derive(Debug, Clone)]
 struct LogLink {
     id: i64,
+    /// When the delivery's first attempt was sent: its validity runs from there.
     sent_at: DateTime<Utc>,
     retry_count: i32,
     policy: RetryPolicy,
@@ -186,6 +206,9 @@ pub(crate) struct EventRow {
     pub status_after: AddressStatus,
     pub count_before: i32,
     pub count_after: i32,
+    /// Who made a manual change (an API token's name, `cli:$USER`).
+    pub actor: Option<String>,
+    pub note: Option<String>,
 }
 
 impl EventRow {
@@ -217,6 +240,8 @@ impl EventRow {
             status_after: after.0,
             count_before: before.1,
             count_after: after.1,
+            actor: None,
+            note: None,
         }
     }
 }
@@ -238,6 +263,7 @@ struct SenderFailure {
 /// a consistent order across concurrent batches.
 #[derive(Default)]
 struct Writes {
+    mode: FailureMode,
     events: Vec<EventRow>,
     logs: BTreeMap<i64, LogUpdate>,
     sender: BTreeMap<(String, NaiveDate, String), SenderFailure>,
@@ -259,7 +285,23 @@ impl Store {
         let inputs = &*super::storable::storable_inputs(inputs);
         check_inputs(inputs)?;
         let fresh = claim_messages(conn, inputs, now).await?;
-        let items = items(inputs, &fresh);
+        self.apply_claimed(conn, inputs, &fresh, FailureMode::Async, now)
+            .await
+    }
+
+    /// [`Store::apply`] once idempotence is settled: `fresh[i]` says whether
+    /// input `i` is new (the others change nothing). Bounces and synchronous
+    /// failures both go through here, so they count alike.
+    pub(crate) async fn apply_claimed(
+        &self,
+        conn: &mut PgConnection,
+        inputs: &[BounceInput],
+        fresh: &[bool],
+        mode: FailureMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecipientOutcome>> {
+        check_inputs(inputs)?;
+        let items = items(inputs, fresh);
         let links = self.correlate(conn, &items).await?;
 
         let count_uncorrelated = self.settings.count_uncorrelated;
@@ -281,7 +323,10 @@ impl Store {
         let mut rows = lock_addresses(conn, &lock, now).await?;
         rows.extend(fetch_addresses(conn, &read, false).await?);
 
-        let mut writes = Writes::default();
+        let mut writes = Writes {
+            mode,
+            ..Writes::default()
+        };
         let mut outcomes = Vec::with_capacity(items.len());
         for (item, (by, link)) in items.iter().zip(links) {
             let row = rows
@@ -369,8 +414,13 @@ impl Store {
             // A delay warning leaves the delivery as sent: the sending MTA
             // still holds the message, so neither a failure nor a retry.
             let delay_warning = item.report.hint == Some(Category::Delayed);
+            // Never retried: an address the sender must not mail now.
+            let excluded = matches!(
+                row.status,
+                AddressStatus::Quarantined | AddressStatus::Denylisted
+            );
             if let Some(link) = link.as_ref().filter(|_| !delay_warning) {
-                next_retry_at = w.record_delivery_failure(link, v, item.text(), now);
+                next_retry_at = w.record_delivery_failure(link, v, item.text(), excluded, now);
             }
             if !v.qualified {
                 if let Some(text) = item.text() {
@@ -378,8 +428,12 @@ impl Store {
                 }
             }
             *w.hits.entry(v.rule.clone()).or_default() += 1;
-            w.events
-                .push(self.event(item, by, link.as_ref(), not_counted, before, row));
+            let mut event = self.event(item, by, link.as_ref(), not_counted, before, row);
+            if w.mode == FailureMode::Sync {
+                // not a received message: nothing to find it by
+                event.message_hash = None;
+            }
+            w.events.push(event);
         }
         RecipientOutcome {
             message_hash: hex::encode(item.input.message_hash),
@@ -438,6 +492,8 @@ impl Store {
             status_after: row.status,
             count_before: before.1,
             count_after: row.error_count,
+            actor: None,
+            note: None,
         }
     }
 
@@ -534,23 +590,24 @@ impl Store {
 }
 
 const CORRELATE_SQL: &str = r#"
-SELECT t.i, d.id, d.how, d.sent_at, d.retry_count,
+SELECT t.i, d.id, d.how, d.first_sent, d.retry_count,
        extract(epoch FROM dv.validity)::int8, dv.quick_retries,
        extract(epoch FROM dv.quick_interval)::int8, dv.daily_retries
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY AS t(addr, tid, mid, verp, i)
 CROSS JOIN LATERAL (
     SELECT c.* FROM (
-        (SELECT l.id, l.delivery_id, l.sent_at, l.retry_count, 'tracking_id' AS how, 1 AS pref
+        (SELECT l.id, l.delivery_id, COALESCE(l.first_sent_at, l.sent_at) AS first_sent, l.retry_count,
+                'tracking_id' AS how, 1 AS pref
            FROM delivery_logs l
           WHERE t.tid IS NOT NULL AND l.tracking_id = t.tid AND l.address = t.addr
           ORDER BY l.sent_at DESC LIMIT 1)
         UNION ALL
-        (SELECT l.id, l.delivery_id, l.sent_at, l.retry_count, 'message_id', 2
+        (SELECT l.id, l.delivery_id, COALESCE(l.first_sent_at, l.sent_at), l.retry_count, 'message_id', 2
            FROM delivery_logs l
           WHERE t.mid IS NOT NULL AND l.message_id = t.mid AND l.address = t.addr
           ORDER BY l.sent_at DESC LIMIT 1)
         UNION ALL
-        (SELECT l.id, l.delivery_id, l.sent_at, l.retry_count, 'verp', 3
+        (SELECT l.id, l.delivery_id, COALESCE(l.first_sent_at, l.sent_at), l.retry_count, 'verp', 3
            FROM delivery_logs l
           WHERE t.verp AND l.address = t.addr
           ORDER BY l.sent_at DESC LIMIT 1)
@@ -576,6 +633,7 @@ impl Writes {
         link: &LogLink,
         v: &Verdict,
         text: Option<&str>,
+        excluded: bool,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         if !matches!(v.bounce_type, BounceType::Hard | BounceType::Soft)
@@ -588,7 +646,7 @@ impl Writes {
             .logs
             .get(&link.id)
             .map_or(link.retry_count, |u| u.retry_count);
-        let next = (v.bounce_type == BounceType::Soft)
+        let next = (v.bounce_type == BounceType::Soft && !excluded)
             .then(|| link.policy.next_retry(done, link.sent_at, now))
             .flatten();
         let retry_count = if next.is_some() { done + 1 } else { done };
@@ -637,7 +695,7 @@ impl Writes {
         }
         sqlx::query(
             "UPDATE delivery_logs l SET status = 'failed', failure_type = t.ft, failure_reason = t.fr,
-                    failure_category = t.fc, error_text = t.et, failure_mode = 'async', bounced_at = $8,
+                    failure_category = t.fc, error_text = t.et, failure_mode = $9, bounced_at = $8,
                     retry_count = t.rc, next_retry_at = t.nr
              FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::timestamptz[])
                   AS t(id, ft, fr, fc, et, rc, nr)
@@ -651,6 +709,7 @@ impl Writes {
         .bind(&rc)
         .bind(&nr)
         .bind(now)
+        .bind(self.mode.as_str())
         .execute(&mut *conn)
         .await
         .ctx("updating delivery logs")?;
@@ -944,10 +1003,11 @@ pub(crate) async fn insert_events(
     sqlx::query(
         "INSERT INTO bounce_events (occurred_at, kind, message_hash, source, address, domain, delivery_log_id,
                 correlation, bounce_type, reason, category, enhanced_status, reply_code, diagnostic, rule_id,
-                counted, not_counted_why, status_before, status_after, count_before, count_after)
+                counted, not_counted_why, status_before, status_after, count_before, count_after, actor, note)
          SELECT $1, t.* FROM unnest($2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::int8[],
                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int2[], $14::text[],
-                $15::text[], $16::bool[], $17::text[], $18::text[], $19::text[], $20::int4[], $21::int4[]) AS t",
+                $15::text[], $16::bool[], $17::text[], $18::text[], $19::text[], $20::int4[], $21::int4[],
+                $22::text[], $23::text[]) AS t",
     )
     .bind(now)
     .bind(col(events, |e| e.kind))
@@ -970,6 +1030,8 @@ pub(crate) async fn insert_events(
     .bind(col(events, |e| e.status_after.as_str()))
     .bind(col(events, |e| e.count_before))
     .bind(col(events, |e| e.count_after))
+    .bind(col(events, |e| e.actor.as_deref()))
+    .bind(col(events, |e| e.note.as_deref()))
     .execute(&mut *conn)
     .await
     .ctx("recording bounce events")?;
@@ -1001,7 +1063,7 @@ pub(crate) fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn is_deadlock(e: &StoreError) -> bool {
+pub(crate) fn is_deadlock(e: &StoreError) -> bool {
     match e {
         StoreError::Sqlx {
             cause: sqlx::Error::Database(db),

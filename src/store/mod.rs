@@ -11,18 +11,23 @@
 
 mod admin;
 mod apply;
+mod check;
+mod deliveries;
 mod intake;
 mod queue;
 mod rules;
 mod state;
 mod storable;
+mod sync;
 mod verp;
 
 pub use admin::{
     AddressEvent, AddressInfo, AddressSummary, CleanupSummary, DeliveryImportSummary, DomainCount,
-    Report, ReportRow,
+    ManualChange, Report, ReportRow,
 };
 pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
+pub use check::ExcludedRow;
+pub use deliveries::{DeliveryRecord, DeliveryRegistration, DueRetry};
 pub use intake::{
     content_hash, is_connection_error, is_outage, Backoff, Checkpoint, ClaimLimits, ClaimedMessage,
     FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
@@ -35,6 +40,7 @@ pub use queue::{
 pub use rules::{RuleChanges, RuleImportSummary, StoredRule, RULES_CHANNEL};
 pub use state::AddressStatus;
 pub use storable::storable;
+pub use sync::{SyncFailureInput, SyncFailureResult};
 pub use verp::{verify_verp_token, verp_token};
 
 use crate::config::{

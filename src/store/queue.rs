@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 /// First text of a row is kept up to this many bytes.
 const MAX_FIRST_TEXT: usize = 2000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QualificationStatus {
     ToQualify,
@@ -54,7 +54,7 @@ impl QualificationStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Qualification {
     pub id: i64,
     pub normalised: String,

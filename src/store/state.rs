@@ -7,11 +7,11 @@ use crate::config::{QuarantineSettings, RetrySettings};
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::Verdict;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AddressStatus {
     Valid,
