@@ -82,9 +82,16 @@ pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
 }
 
 /// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
+/// The field holds one address (RFC 3464 §2.3.2), so the value is read
+/// whole first: an address the prose scanner would pass over, such as
+/// `user@localhost` (a domain without a dot), is still the recipient.
 fn typed_address(v: &str) -> Option<EmailAddress> {
-    let value = v.split_once(';').map(|(_, a)| a).unwrap_or(v);
-    headers::first_address(value)
+    let value = v.split_once(';').map(|(_, a)| a).unwrap_or(v).trim();
+    let bare = value
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(value);
+    bare.parse().ok().or_else(|| headers::first_address(value))
 }
 
 /// `smtp; 550 5.1.1 ...` → `550 5.1.1 ...`
@@ -110,9 +117,12 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
             .as_deref()
             .map(|c| region.get_or_init(|| text::Region::new(c)))
     };
+    // The report's text explains a recipient only when it is the only one:
+    // with several, the others' reasons are in it too.
+    let alone = a.recipients.len() == 1;
     for r in &mut a.recipients {
         complete(r, &region);
-        r.context = context.clone();
+        r.context = context.clone().filter(|_| alone);
     }
 }
 

@@ -5,7 +5,7 @@
 //! that are not the sender's, and take the lines around each as its diagnostic.
 
 use super::{headers, mime, Analysis, RecipientReport};
-use crate::model::{local_part_of, same_key, EmailAddress, EnhancedStatus, ReplyCode};
+use crate::model::{same_key, EmailAddress, EnhancedStatus, ReplyCode};
 use regex::Regex;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
@@ -112,11 +112,6 @@ static EXCLUDED_LINE: LazyLock<super::Phrases> = LazyLock::new(|| {
         .expect("excluded line regex")
 });
 
-static SERVICE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:mailer[-_.]?daemon|postmaster|abuse|hostmaster|webmaster|mail[-_.]?daemon|noreply|no-reply|double-bounce)$")
-        .expect("service regex")
-});
-
 fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> bool {
     let b = s.as_bytes();
     let before_ok = start == 0 || {
@@ -179,7 +174,18 @@ const SMTP_COMMAND_PHRASES: &[&str] = &[
     "initial greeting",
     "initial connection",
     "during connect",
+    // a report that names the command answered after the reply, in its own
+    // section ("SMTP command" then "DATA"): the reply came first
+    "smtp command data",
+    "smtp command rcpt to",
+    "smtp command mail from",
 ];
+
+/// Whether a phrase names the command after the reply it answered, as
+/// "in reply to ..." does.
+fn names_command_after_reply(phrase: &str) -> bool {
+    phrase.starts_with("smtp command ")
+}
 
 /// What may stand before a phrase as part of its mention, longest first.
 const IN_REPLY_TO: [&str; 2] = ["in reply to the ", "in reply to "];
@@ -259,7 +265,7 @@ fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
             (from, region) = (end, end);
             return Some(Mention {
                 start: prefix.map_or(start, |p| start - p.len()),
-                in_reply: prefix.is_some(),
+                in_reply: prefix.is_some() || names_command_after_reply(phrase),
                 command: PHRASE_COMMANDS[m.pattern().as_usize()],
             });
         }
@@ -616,8 +622,13 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[Cow<'_, str>]) -> V
     let mut out: Vec<EmailAddress> = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| !*excluded) {
         for a in headers::normalized_addresses(line) {
-            if SERVICE_LOCAL.is_match(local_part_of(&a))
-                || named_otherwise().any(|e| same_key(e, &a))
+            // The reporting side's own addresses are never a failed
+            // recipient. An address of the bounce's own headers is one only
+            // where the report lists it as one (a sender that mailed
+            // itself, a forward back to the sender): elsewhere it is the
+            // sender named in prose.
+            if headers::is_daemon_address(&a)
+                || (named_otherwise().any(|e| same_key(e, &a)) && !lists_recipient(line, &a))
                 || out.iter().any(|o| same_key(o.as_str(), &a))
             {
                 continue;
@@ -626,6 +637,25 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[Cow<'_, str>]) -> V
         }
     }
     out
+}
+
+/// Whether `line` gives `address` the place a report gives each failed
+/// recipient: alone on its line, bare or in angle brackets, and followed by
+/// nothing but a colon (qmail-send's `<user@host>:` paragraphs, Postfix
+/// bounce(5)'s `<user@host>: reason`, Exim deliver.c's indented address
+/// after "The following address(es) failed:") or Sendmail's `... reason`.
+fn lists_recipient(line: &str, address: &str) -> bool {
+    let t = line.trim();
+    let t = t.strip_prefix('<').unwrap_or(t);
+    if t.len() < address.len()
+        || !t.as_bytes()[..address.len()].eq_ignore_ascii_case(address.as_bytes())
+    {
+        return false;
+    }
+    let rest = t[address.len()..]
+        .strip_prefix('>')
+        .unwrap_or(&t[address.len()..]);
+    rest.is_empty() || rest.starts_with(':') || rest.starts_with("...")
 }
 
 /// A report's text split into lines once, for the recipients whose lines
@@ -939,7 +969,10 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             r.smtp_command = find_smtp_command(&context);
         }
         r.diagnostic = diag.or_else(|| Some(context.to_string()));
-        r.context = Some(context.clone());
+        // The whole text explains a recipient only when it names no other:
+        // with several, the others' reasons are in it too, and each
+        // recipient's diagnostic ends where the next one's block starts.
+        r.context = (keys.len() == 1).then(|| context.clone());
         if delay_warning {
             r.hint = Some(crate::model::Category::Delayed);
         }
@@ -1017,13 +1050,14 @@ mod smtp_command_tests {
         let re = super::super::rx(concat!(
             r"(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
             r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
-            r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
+            r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect|",
+            r"smtp command data|smtp command rcpt to|smtp command mail from)"
         ))
         .expect("reference regex");
         re.find_iter(lower)
             .map(|m| {
                 let text = m.as_str();
-                let in_reply = text.starts_with("in reply");
+                let in_reply = text.starts_with("in reply") || text.starts_with("smtp command");
                 let phrase = SMTP_COMMAND_PHRASES
                     .iter()
                     .find(|p| text.ends_with(*p))
