@@ -218,23 +218,35 @@ impl RuleSet {
             // regexes themselves are compiled when a text first needs them
             // (a one-shot `qualify` needs one or two of them).
             let pattern = ascii_word_boundaries(&r.pattern);
-            if regex_syntax::ParserBuilder::new()
+            let hir = match regex_syntax::ParserBuilder::new()
                 .case_insensitive(true)
                 .build()
                 .parse(&pattern)
-                .is_err()
             {
-                check_rule(&r)?;
-            }
+                Ok(hir) => hir,
+                Err(_) => {
+                    // the regex crate's own message names what is wrong
+                    check_rule(&r)?;
+                    return Err(RulesError::BadPattern {
+                        id: r.id.clone(),
+                        source: Box::new(regex::Error::Syntax(format!(
+                            "{:?} does not parse",
+                            r.pattern
+                        ))),
+                    });
+                }
+            };
             let single = prefilter::Single::new(pattern.clone());
-            compiled.push((r, pattern, single));
+            compiled.push((r, (pattern, hir), single));
         }
         // stable: equal priorities keep file order
         compiled.sort_by_key(|(r, _, _)| r.priority);
         let (rules, compiled): (Vec<Rule>, Vec<_>) =
             compiled.into_iter().map(|(r, p, s)| (r, (p, s))).unzip();
-        let (patterns, singles): (Vec<String>, Vec<_>) = compiled.into_iter().unzip();
-        let prefilter = prefilter::Prefilter::new(&patterns, singles);
+        let (parsed, singles): (Vec<(String, regex_syntax::hir::Hir)>, Vec<_>) =
+            compiled.into_iter().unzip();
+        let (patterns, hirs): (Vec<String>, Vec<_>) = parsed.into_iter().unzip();
+        let prefilter = prefilter::Prefilter::new(&hirs, singles);
         Ok(Self {
             rules,
             patterns,

@@ -166,23 +166,18 @@ impl HitKind {
 }
 
 impl Prefilter {
-    /// `patterns` as the set compiles them, in priority order, and each one
-    /// compiled by [`single`]. `None` when a pattern defeats the analysis;
+    /// The patterns as the set compiles them, parsed case-insensitively, in
+    /// priority order, and each one's own search ([`Single`]). `None` when a pattern defeats the analysis;
     /// the set alone then decides.
-    pub(super) fn new(patterns: &[String], singles: Vec<Single>) -> Option<Self> {
+    pub(super) fn new(hirs: &[Hir], singles: Vec<Single>) -> Option<Self> {
         let mut literals = LiteralsBuilder::default();
-        let mut always = Vec::with_capacity(patterns.len());
-        let mut risky = Vec::with_capacity(patterns.len());
-        for (i, p) in patterns.iter().enumerate() {
-            let hir = regex_syntax::ParserBuilder::new()
-                .case_insensitive(true)
-                .build()
-                .parse(p)
-                .ok()?;
+        let mut always = Vec::with_capacity(hirs.len());
+        let mut risky = Vec::with_capacity(hirs.len());
+        for (i, hir) in hirs.iter().enumerate() {
             let mut own = Vec::new();
-            literal_non_ascii(&hir, &mut own);
+            literal_non_ascii(hir, &mut own);
             risky.push(merged(own));
-            match rule_literals(&hir) {
+            match rule_literals(hir) {
                 Some(lits) => {
                     for (l, kind) in lits {
                         literals.add(&l, i, kind);
