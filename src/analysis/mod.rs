@@ -416,6 +416,8 @@ impl Analyzer {
             // and kept a bounce rather than dropped as not one.
             a.kind = if delivery_report {
                 MessageKind::Dsn
+            } else if msg.feedback_report.is_some() {
+                MessageKind::Arf
             } else {
                 MessageKind::Bounce
             };

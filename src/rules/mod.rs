@@ -370,7 +370,8 @@ impl RuleSet {
         }
         let v = self.qualify_failure(r);
         let explicit_status = r.status.filter(|_| !r.status_inferred);
-        adjust_for_context(v, r.smtp_command, explicit_status)
+        let v = adjust_for_context(v, r.smtp_command, explicit_status);
+        never_hard_when_transient(v, explicit_status, r.reply_code)
     }
 
     fn rule_verdict(
@@ -558,6 +559,30 @@ fn adjust_for_context(
     ));
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
+    v
+}
+
+/// RFC 3463 §2: a 4.X.X status is a "persistent transient failure ...
+/// sending in the future may be successful", and RFC 5321 §4.2.1 says the
+/// same of a 4yz reply. Whatever its words, such a failure is never
+/// `hard`: a wrong hard quarantines a live address at once.
+fn never_hard_when_transient(
+    mut v: Verdict,
+    status: Option<EnhancedStatus>,
+    reply: Option<crate::model::ReplyCode>,
+) -> Verdict {
+    let transient = match status {
+        Some(s) => s.class == 4,
+        None => reply.is_some_and(|c| c.class() == 4),
+    };
+    if !transient || v.bounce_type != BounceType::Hard {
+        return v;
+    }
+    v.why = Explanation::Text(format!(
+        "{}; but the code is a transient one (RFC 3463 §2, RFC 5321 §4.2.1), so it is soft",
+        v.explanation()
+    ));
+    v.bounce_type = BounceType::Soft;
     v
 }
 
@@ -766,6 +791,22 @@ mod tests {
                 "{diag}"
             );
             assert!(v.explanation().contains("but"), "{}", v.explanation());
+        }
+    }
+
+    #[test]
+    fn a_transient_code_is_never_hard() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "450 4.1.1 <kim@example.org>: Recipient address rejected: unverified address",
+            "450 <kim@example.org>: User unknown in local recipient table",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.category),
+                (BounceType::Soft, Category::UserUnknown),
+                "{diag}"
+            );
         }
     }
 
