@@ -794,6 +794,47 @@ mod tests {
         }
     }
 
+    /// Texts as the MTAs' sources and the providers' error-code pages give
+    /// them (each rule's `source` names the document).
+    #[test]
+    fn published_phrasings_get_their_documented_meaning() {
+        use Category as C;
+        let rules = RuleSet::default_set();
+        for (diag, want) in [
+            // Google, "SMTP errors and codes" (2024 sender guidelines)
+            ("550-5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.", C::AuthFailure),
+            ("450-4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered.", C::RateLimited),
+            ("552-5.2.2 The email account that you tried to reach is over quota.", C::MailboxFull),
+            // Microsoft, Exchange Online / Outlook.com NDRs
+            ("550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", C::AuthFailure),
+            ("451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", C::BadReputation),
+            ("550 4.4.7 QUEUE.Expired; message expired", C::Expired),
+            // Yahoo Sender Hub
+            ("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints", C::RateLimited),
+            // Postfix local(8), bounce(5), smtp(8)
+            ("cannot update mailbox /var/mail/kim for user kim. error writing message: File too large", C::MailboxFull),
+            ("mail transport unavailable", C::SystemError),
+            // Dovecot quota plugin
+            ("552 5.2.2 <kim@example.org> Quota exceeded (mailbox for user is full)", C::MailboxFull),
+            // qmail-send / qmail-remote
+            ("I'm not going to try again; this message has been in the queue too long.", C::Expired),
+            ("Sorry. Although I'm listed as a best-preference MX or A for that host, it isn't in my control/locals file, so I don't treat it as local. (#5.4.6)", C::NetworkError),
+            ("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)", C::NetworkError),
+            ("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", C::InvalidDomain),
+            // Exim
+            ("retry timeout exceeded", C::Expired),
+            ("remote host address is the local host", C::SystemError),
+            // Sendmail
+            ("Cannot send message for 5 days", C::Expired),
+            // OpenSMTPD
+            ("Envelope expired", C::Expired),
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(v.category, want, "{diag}: {}", v.explanation());
+            assert_ne!(v.bounce_type, BounceType::Hard, "{diag}");
+        }
+    }
+
     #[test]
     fn a_transient_code_is_never_hard() {
         let rules = RuleSet::default_set();
