@@ -185,11 +185,12 @@ Subject: Returned mail: see transcript for details
 The original message was received at Mon, 1 Dec 2026 10:00:00 GMT
 from localhost [127.0.0.1]
 
-Questions go to Postmaster+help@mx.example.net
-
    ----- The following addresses had permanent fatal errors -----
 <kim@example.org>
     (reason: 550 5.1.1 <kim@example.org>... User unknown)
+
+   ----- Questions about this report -----
+Postmaster+help@mx.example.net answers them.
 "#;
     let (_, rcpts) = outcome(raw);
     assert_eq!(
