@@ -137,8 +137,10 @@ pub fn find_status(s: &str) -> Option<EnhancedStatus> {
 
 /// The enhanced status code a server gave right after its reply code.
 pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
+    // what stands before it is the reply code and its separator, `-` on the
+    // lines of a multi-line reply (RFC 5321 §4.2.1: `550-5.1.1 ...`)
     codes::reply_then_status(s.as_bytes())
-        .filter(|&(start, end)| boundary_ok(s, start, end, true))
+        .filter(|&(start, end)| boundary_ok(s, start, end, true) || boundary_ok(s, end, end, true))
         .find_map(|(start, end)| s[start..end].parse().ok())
 }
 
@@ -298,6 +300,16 @@ pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
     // with a known reply, a command named only after it is the next step of the dialogue
     best.map(|(_, c)| c)
         .or(if reply_at.is_none() { last } else { None })
+}
+
+/// Whether a text is the start of a multi-line SMTP reply without its last
+/// line: every reply code in it is followed by `-` (RFC 5321 §4.2.1).
+pub fn is_cut_multiline_reply(s: &str) -> bool {
+    let b = s.trim_start().as_bytes();
+    b.len() > 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'-' && {
+        let code = &b[..3];
+        !b.windows(4).any(|w| &w[..3] == code && w[3] == b' ')
+    }
 }
 
 /// The first SMTP reply code in a text (`550 ...`, `550-...`, `said: 550`).
@@ -725,8 +737,11 @@ fn lines_with_at(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 /// The lines of `region` that explain `address`: each line naming it, with
 /// the lines that follow until a blank line or another address.
-pub fn block_for(region: &Region<'_>, address: &str) -> Option<String> {
-    blocks(region, address, &[])
+/// The other recipients' addresses end it: in a report that lists every
+/// recipient with its reply, one line each (OpenSMTPD), each recipient's
+/// diagnostic ends where the next one's starts.
+pub fn block_for(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
+    blocks(region, address, others)
 }
 
 fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {

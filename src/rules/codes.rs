@@ -253,7 +253,8 @@ const fn r(
 
 /// Reply codes with one meaning. 550 is not here: RFC 5321 gives it for
 /// "mailbox not found, no access, or command rejected for policy reasons"
-/// alike, so only the text can tell which.
+/// alike, so only the text can tell which; nor is 554 "Transaction failed",
+/// which names no cause at all.
 pub const REPLIES: &[ReplyEntry] = &[
     r(421, "Service not available, closing transmission channel", "RFC 5321 §4.2.3", C::SystemError),
     r(450, "Requested mail action not taken: mailbox unavailable (e.g., mailbox busy or temporarily blocked for policy reasons)", "RFC 5321 §4.2.3", C::SystemError),
@@ -263,7 +264,6 @@ pub const REPLIES: &[ReplyEntry] = &[
     r(551, "User not local; please try <forward-path>", "RFC 5321 §4.2.3", C::HasMoved),
     r(552, "Requested mail action aborted: exceeded storage allocation", "RFC 5321 §4.2.3", C::MailboxFull),
     r(553, "Requested action not taken: mailbox name not allowed (e.g., mailbox syntax incorrect)", "RFC 5321 §4.2.3", C::UserUnknown),
-    r(554, "Transaction failed", "RFC 5321 §4.2.3", C::PolicyViolation),
     r(556, "Domain does not accept mail", "RFC 7504", C::DomainNotAccepting),
 ];
 

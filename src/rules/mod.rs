@@ -371,6 +371,7 @@ impl RuleSet {
         let v = self.qualify_failure(r);
         let explicit_status = r.status.filter(|_| !r.status_inferred);
         let v = adjust_for_context(v, r.smtp_command, explicit_status);
+        let v = given_up_on_a_transient_failure(v, r.action, explicit_status);
         never_hard_when_transient(v, explicit_status, r.reply_code)
     }
 
@@ -519,6 +520,8 @@ fn adjust_for_context(
     status: Option<EnhancedStatus>,
 ) -> Verdict {
     let address_code = status.is_some_and(|s| s.subject == 1);
+    // X.1.7 / X.1.8: the sender's address is bad (RFC 3463 §3.2)
+    let sender_code = status.is_some_and(|s| s.subject == 1 && matches!(s.detail, 7 | 8));
     let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
     let at = |c: Option<SmtpCommand>| {
         format!(
@@ -550,6 +553,16 @@ fn adjust_for_context(
             | Category::AccountDisabled
             | Category::HasMoved,
         ) => (Category::SenderRejected, at(cmd)),
+        (
+            _,
+            Category::UserUnknown
+            | Category::InvalidDomain
+            | Category::AccountDisabled
+            | Category::HasMoved,
+        ) if sender_code => (
+            Category::SenderRejected,
+            "its status code is about the sender's address (RFC 3463 §3.2 X.1.7, X.1.8)".to_owned(),
+        ),
         _ => return v,
     };
     v.why = Explanation::Text(format!(
@@ -559,6 +572,36 @@ fn adjust_for_context(
     ));
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
+    v
+}
+
+/// RFC 3464 §2.3.3 `Action: failed` with a transient (4.X.X) status: the
+/// reporting MTA gave up on a temporary condition, the "abandonment" of
+/// RFC 3463 §2 — its queue lifetime ran out. A generic cause (the remote
+/// system, the network, nothing) is then the expiry itself; a specific one
+/// (mailbox full, rate limits, ...) stays what it is.
+fn given_up_on_a_transient_failure(
+    mut v: Verdict,
+    action: Option<crate::model::Action>,
+    status: Option<EnhancedStatus>,
+) -> Verdict {
+    let gave_up =
+        action == Some(crate::model::Action::Failed) && status.is_some_and(|s| s.class == 4);
+    if !gave_up
+        || !matches!(
+            v.category,
+            Category::SystemError | Category::NetworkError | Category::Undefined
+        )
+    {
+        return v;
+    }
+    v.why = Explanation::Text(format!(
+        "{}; but the report failed it on a transient code (RFC 3464 §2.3.3, RFC 3463 §2): the queue lifetime ran out",
+        v.explanation()
+    ));
+    (v.bounce_type, v.reason) = Category::Expired.default_verdict();
+    v.category = Category::Expired;
+    v.qualified = true;
     v
 }
 
