@@ -308,3 +308,119 @@ fn the_command_a_report_names_after_the_reply_decides_who_spoke() {
         "{rcpts:?}"
     );
 }
+
+/// OpenSMTPD's bounce (bounce.c): an RFC 3464 part with `Status: 5.0.0`
+/// only, and the replies in the text, one `recipient: reply` line each with
+/// no blank line between them. Each recipient gets its own reply; a
+/// multi-line reply (`552-5.2.2`, RFC 5321 §4.2.1) gives its status.
+#[test]
+fn each_recipient_of_a_one_line_per_recipient_report_gets_its_own_reply() {
+    let raw = r#"From: Mailer Daemon <MAILER-DAEMON@mx.example.net>
+To: sender@example.com
+Subject: Delivery status notification: failed
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="B3"
+
+--B3
+Content-Type: text/plain; charset=us-ascii
+
+    Hi!
+
+    This is the MAILER-DAEMON, please DO NOT REPLY to this email.
+
+    An error has occurred while attempting to deliver a message for
+    the following list of recipients:
+
+kim@example.org: 550 5.1.2 Bad destination system address
+lee@example.org: 556 5.1.10 Recipient address has null MX
+max@example.org: 552-5.2.2 The mailbox is full
+
+    Below is a copy of the original message:
+
+--B3
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; kim@example.org
+Action: failed
+Status: 5.0.0
+
+Final-Recipient: rfc822; lee@example.org
+Action: failed
+Status: 5.0.0
+
+Final-Recipient: rfc822; max@example.org
+Action: failed
+Status: 5.0.0
+
+--B3--
+"#;
+    let a = analyse(raw);
+    let got: Vec<(String, String)> = a
+        .recipients
+        .iter()
+        .map(|r| {
+            (
+                r.address.to_string(),
+                r.status.map(|s| s.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("kim@example.org".to_owned(), "5.1.2".to_owned()),
+            ("lee@example.org".to_owned(), "5.1.10".to_owned()),
+            ("max@example.org".to_owned(), "5.2.2".to_owned()),
+        ]
+    );
+    let (_, rcpts) = outcome(raw);
+    let categories: Vec<Category> = rcpts.iter().map(|r| r.2).collect();
+    assert_eq!(
+        categories,
+        vec![
+            Category::InvalidDomain,
+            Category::DomainNotAccepting,
+            Category::MailboxFull
+        ]
+    );
+}
+
+/// RFC 3464 §2.3.3: `Action: failed` on a transient status is a queue
+/// lifetime that ran out (Postfix's bounce after maximal_queue_lifetime).
+#[test]
+fn a_failed_action_on_a_transient_code_is_an_expiry() {
+    let raw = r#"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: sender@example.com
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B4"
+
+--B4
+Content-Type: text/plain
+
+<kim@example.org>: connect to mx.example.org[192.0.2.1]:25: Connection refused
+
+--B4
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; kim@example.org
+Action: failed
+Status: 4.4.1
+Diagnostic-Code: X-Postfix; connect to mx.example.org[192.0.2.1]:25: Connection refused
+
+--B4--
+"#;
+    let (_, rcpts) = outcome(raw);
+    assert_eq!(
+        rcpts,
+        vec![(
+            "kim@example.org".to_owned(),
+            BounceType::Soft,
+            Category::Expired
+        )]
+    );
+}

@@ -118,15 +118,21 @@ fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> b
         let c = b[start - 1];
         !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'/' || c == b'_')
     };
-    let after_ok = end >= b.len() || {
+    before_ok && ends_ok(s, end, dots_allowed_after)
+}
+
+/// Whether a code ending at `end` ends there (no digit, letter or address
+/// character runs on).
+fn ends_ok(s: &str, end: usize, dots_allowed_after: bool) -> bool {
+    let b = s.as_bytes();
+    end >= b.len() || {
         let c = b[end];
         if c == b'.' {
             dots_allowed_after && b.get(end + 1).is_none_or(|n| !n.is_ascii_digit())
         } else {
             !(c.is_ascii_alphanumeric() || c == b'-' || c == b'/' || c == b'_' || c == b'@')
         }
-    };
-    before_ok && after_ok
+    }
 }
 
 /// The RFC 3463 enhanced status code of a text: the one a remote server gave
@@ -140,7 +146,10 @@ pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
     // what stands before it is the reply code and its separator, `-` on the
     // lines of a multi-line reply (RFC 5321 §4.2.1: `550-5.1.1 ...`)
     codes::reply_then_status(s.as_bytes())
-        .filter(|&(start, end)| boundary_ok(s, start, end, true) || boundary_ok(s, end, end, true))
+        .filter(|&(start, end)| {
+            boundary_ok(s, start, end, true)
+                || (s.as_bytes()[..start].ends_with(b"-") && ends_ok(s, end, true))
+        })
         .find_map(|(start, end)| s[start..end].parse().ok())
 }
 

@@ -521,7 +521,10 @@ fn adjust_for_context(
 ) -> Verdict {
     let address_code = status.is_some_and(|s| s.subject == 1);
     // X.1.7 / X.1.8: the sender's address is bad (RFC 3463 §3.2)
-    let sender_code = status.is_some_and(|s| s.subject == 1 && matches!(s.detail, 7 | 8));
+    // and X.7.27, its domain has a null MX (RFC 7505)
+    let sender_code = status.is_some_and(|s| {
+        (s.subject == 1 && matches!(s.detail, 7 | 8)) || (s.subject == 7 && s.detail == 27)
+    });
     let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
     let at = |c: Option<SmtpCommand>| {
         format!(
@@ -557,11 +560,13 @@ fn adjust_for_context(
             _,
             Category::UserUnknown
             | Category::InvalidDomain
+            | Category::DomainNotAccepting
             | Category::AccountDisabled
             | Category::HasMoved,
         ) if sender_code => (
             Category::SenderRejected,
-            "its status code is about the sender's address (RFC 3463 §3.2 X.1.7, X.1.8)".to_owned(),
+            "its status code is about the sender's address (RFC 3463 §3.2 X.1.7, X.1.8; RFC 7505 X.7.27)"
+                .to_owned(),
         ),
         _ => return v,
     };
@@ -876,6 +881,23 @@ mod tests {
             assert_eq!(v.category, want, "{diag}: {}", v.explanation());
             assert_ne!(v.bounce_type, BounceType::Hard, "{diag}");
         }
+    }
+
+    /// Codes about the sender's address make the words about an address
+    /// the sender's; a reply that names no cause stays to qualify.
+    #[test]
+    fn sender_codes_and_causeless_replies() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "553 5.1.8 <bounces@example.com>... Domain of sender address bounces@example.com does not exist",
+            "550 5.7.27 Sender address has null MX",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(v.category, Category::SenderRejected, "{diag}: {}", v.explanation());
+            assert_eq!(v.bounce_type, BounceType::Soft);
+        }
+        let v = rules.qualify(&report("554 Transaction failed"));
+        assert_eq!((v.category, v.qualified), (Category::Undefined, false));
     }
 
     #[test]
