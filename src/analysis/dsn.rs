@@ -250,7 +250,7 @@ fn complete<'a>(
     let cut_reply = r
         .diagnostic
         .as_deref()
-        .is_some_and(|d| text::is_cut_multiline_reply(d));
+        .is_some_and(text::is_cut_multiline_reply);
     // the text's lines about this recipient, only read when the fields left a gap
     let block = (r.smtp_command.is_none() || diag_empty || cut_reply)
         .then(|| context().and_then(|c| text::block_for(c, r.address.as_str(), others)))
