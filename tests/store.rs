@@ -671,6 +671,7 @@ fn rule(id: &str, pattern: &str) -> Rule {
         category: Category::UserUnknown,
         priority: 10,
         domain: None,
+        source: None,
     }
 }
 

@@ -82,17 +82,27 @@ pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
 }
 
 /// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
-/// A `utf-8` address may carry escaped characters (`\x{F6}`), decoded here.
+/// The field holds one address (RFC 3464 §2.3.2), so the value is read
+/// whole first: an address the prose scanner would pass over, such as
+/// `user@localhost` (a domain without a dot), is still the recipient. A
+/// `utf-8` address may carry escaped characters (`\x{F6}`), decoded first.
 fn typed_address(v: &str) -> Option<EmailAddress> {
-    match v.split_once(';') {
-        Some((kind, value))
-            if kind.trim().eq_ignore_ascii_case("utf-8") && value.contains("\\x{") =>
-        {
-            headers::first_address(&decode_utf8_addr(value))
+    let (kind, value) = match v.split_once(';') {
+        Some((kind, value)) => (Some(kind.trim()), value),
+        None => (None, v),
+    };
+    let value = match kind {
+        Some(k) if k.eq_ignore_ascii_case("utf-8") && value.contains("\\x{") => {
+            decode_utf8_addr(value)
         }
-        Some((_, value)) => headers::first_address(value),
-        None => headers::first_address(v),
-    }
+        _ => Cow::Borrowed(value),
+    };
+    let value = value.trim();
+    let bare = value
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(value);
+    bare.parse().ok().or_else(|| headers::first_address(value))
 }
 
 /// Decodes the `EmbeddedUnicodeChar`s of an RFC 6533 `utf-8` address
@@ -151,9 +161,23 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
             .as_deref()
             .map(|c| region.get_or_init(|| text::Region::new(c)))
     };
-    for r in &mut a.recipients {
-        complete(r, &region);
-        r.context = context.clone();
+    // The report's text explains a recipient only when it is the only one:
+    // with several, the others' reasons are in it too.
+    let alone = a.recipients.len() == 1;
+    let keys: Vec<String> = a
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str().to_ascii_lowercase())
+        .collect();
+    for (i, r) in a.recipients.iter_mut().enumerate() {
+        let others: Vec<&str> = keys
+            .iter()
+            .enumerate()
+            .filter(|&(j, k)| j != i && *k != keys[i])
+            .map(|(_, k)| k.as_str())
+            .collect();
+        complete(r, &region, &others);
+        r.context = context.clone().filter(|_| alone);
     }
 }
 
@@ -238,7 +262,11 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
 }
 
 /// Fills what the DSN fields left out from the diagnostic and the report text.
-fn complete<'a>(r: &mut RecipientReport, context: &impl Fn() -> Option<&'a text::Region<'a>>) {
+fn complete<'a>(
+    r: &mut RecipientReport,
+    context: &impl Fn() -> Option<&'a text::Region<'a>>,
+    others: &[&str],
+) {
     if let Some(d) = &r.diagnostic {
         if r.reply_code.is_none() {
             r.reply_code = text::find_reply_code(d);
@@ -260,10 +288,25 @@ fn complete<'a>(r: &mut RecipientReport, context: &impl Fn() -> Option<&'a text:
         r.smtp_command = text::find_smtp_command(d);
     }
     let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
+    // A Diagnostic-Code holding only the first line of a multi-line reply
+    // (`550-5.7.1 ...`, RFC 5321 §4.2.1: the last line has a space after
+    // the code) was cut: the text's lines about the recipient say more.
+    let cut_reply = r
+        .diagnostic
+        .as_deref()
+        .is_some_and(text::is_cut_multiline_reply);
     // the text's lines about this recipient, only read when the fields left a gap
-    let block = (r.smtp_command.is_none() || diag_empty)
-        .then(|| context().and_then(|c| text::block_for(c, r.address.as_str())))
+    let block = (r.smtp_command.is_none() || diag_empty || cut_reply)
+        .then(|| context().and_then(|c| text::block_for(c, r.address.as_str(), others)))
         .flatten();
+    if cut_reply && !diag_empty {
+        if let Some(b) = block.as_deref() {
+            let d = r.diagnostic.as_deref().unwrap_or("");
+            if b.len() > d.len() && text::find_reply_code(b) == r.reply_code {
+                r.diagnostic = Some(b.to_owned());
+            }
+        }
+    }
     if r.smtp_command.is_none() {
         r.smtp_command = block.as_deref().and_then(text::find_smtp_command);
     }

@@ -106,6 +106,20 @@ static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
 });
 
+/// Whether an address is a mail system's own (RFC 5321 §4.5.1 postmaster,
+/// MAILER-DAEMON and the like, RFC 2142 §4-§5 role mailboxes, list
+/// owners): the reporting side, never a failed recipient.
+pub fn is_daemon_address(address: &str) -> bool {
+    let local = local_part_of(address);
+    DAEMON_LOCAL.is_match(local) || ROLE_LOCAL.is_match(local)
+}
+
+/// RFC 2142's role mailboxes that speak for a mail system.
+static ROLE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
+    super::rx(r"(?i)^(?:postmaster|hostmaster|abuse|noc|security|webmaster|mailer-daemon|mail-daemon|double-bounce|no-?reply)$")
+        .expect("role regex")
+});
+
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
     super::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
 });

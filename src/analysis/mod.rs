@@ -357,7 +357,10 @@ impl Analyzer {
             a.recipients.truncate(self.limits.max_recipients);
             a.truncated = true;
         }
-        if a.recipients.is_empty() && a.kind != MessageKind::NotBounce {
+        if a.recipients.is_empty()
+            && a.kind != MessageKind::NotBounce
+            && a.error.as_deref() != Some(UNREADABLE_RECIPIENT)
+        {
             a.kind = MessageKind::NotBounce;
         }
         a
@@ -383,7 +386,12 @@ impl Analyzer {
             complaint(&mut a, addr, "opt-out");
             return a;
         }
-        if !msg.delivery_status.is_empty() {
+        // RFC 3464 §2: a delivery-status part is what makes a message a
+        // DSN, whatever else it carries (Postfix and Exim put
+        // `Auto-Submitted: auto-replied` on their bounces, as RFC 3834 §5
+        // asks): it is never read as an automatic reply.
+        let delivery_report = !msg.delivery_status.is_empty();
+        if delivery_report {
             dsn::parse_reports(msg, &mut a);
             if !a.recipients.is_empty() {
                 a.kind = MessageKind::Dsn;
@@ -396,7 +404,7 @@ impl Analyzer {
             }
         }
         let signals = headers::bounce_signals(msg);
-        if !signals.is_bounce() {
+        if !signals.is_bounce() && !delivery_report {
             if headers::is_auto_reply(msg) {
                 auto_reply(msg, &mut a);
             }
@@ -405,6 +413,8 @@ impl Analyzer {
         text::parse_bounce(msg, &signals, &mut a);
         let auto_replied = headers::is_auto_reply(msg);
         if auto_replied
+            && !delivery_report
+            && !signals.daemon_sender
             && !signals.report
             && signals.failed_recipients.is_empty()
             && !text::has_smtp_evidence(&a)
@@ -413,19 +423,41 @@ impl Analyzer {
             // SMTP code: too weak to act on; it is an automatic reply.
             a.recipients.clear();
         }
-        if a.recipients.is_empty() && auto_replied {
+        // A daemon's report (a daemon sender, a report, a failure subject)
+        // that is also marked auto-replied is still a report: its sender is
+        // the reporting side, never an auto-replying recipient.
+        let report = delivery_report || signals.report || signals.daemon_sender;
+        if a.recipients.is_empty() && auto_replied && !report {
             auto_reply(msg, &mut a);
         } else if !a.recipients.is_empty() {
             a.kind = MessageKind::Bounce;
+        } else if delivery_report || signals.strong() {
+            // A real report whose failed recipient cannot be read: said so,
+            // and kept a bounce rather than dropped as not one.
+            a.kind = if delivery_report {
+                MessageKind::Dsn
+            } else if msg.feedback_report.is_some() {
+                MessageKind::Arf
+            } else {
+                MessageKind::Bounce
+            };
+            a.error = Some(UNREADABLE_RECIPIENT.to_owned());
         }
         a
     }
 }
 
+/// The `error` of a delivery report that names no readable recipient.
+pub const UNREADABLE_RECIPIENT: &str = "a delivery report whose failed recipient cannot be read";
+
 fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
     let Some(addr) = msg.header("from").and_then(headers::first_address) else {
         return;
     };
+    if headers::is_daemon_address(addr.as_str()) {
+        // a mailer daemon does not go on vacation
+        return;
+    }
     let mut r = RecipientReport::new(addr);
     r.hint = Some(Category::AutoReply);
     r.diagnostic = msg.header("subject").map(str::to_owned);

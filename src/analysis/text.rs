@@ -5,7 +5,7 @@
 //! that are not the sender's, and take the lines around each as its diagnostic.
 
 use super::{headers, mime, Analysis, RecipientReport};
-use crate::model::{local_part_of, same_key, EmailAddress, EnhancedStatus, ReplyCode};
+use crate::model::{same_key, EmailAddress, EnhancedStatus, ReplyCode};
 use regex::Regex;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
@@ -112,26 +112,27 @@ static EXCLUDED_LINE: LazyLock<super::Phrases> = LazyLock::new(|| {
         .expect("excluded line regex")
 });
 
-static SERVICE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:mailer[-_.]?daemon|postmaster|abuse|hostmaster|webmaster|mail[-_.]?daemon|noreply|no-reply|double-bounce)$")
-        .expect("service regex")
-});
-
 fn boundary_ok(s: &str, start: usize, end: usize, dots_allowed_after: bool) -> bool {
     let b = s.as_bytes();
     let before_ok = start == 0 || {
         let c = b[start - 1];
         !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'/' || c == b'_')
     };
-    let after_ok = end >= b.len() || {
+    before_ok && ends_ok(s, end, dots_allowed_after)
+}
+
+/// Whether a code ending at `end` ends there (no digit, letter or address
+/// character runs on).
+fn ends_ok(s: &str, end: usize, dots_allowed_after: bool) -> bool {
+    let b = s.as_bytes();
+    end >= b.len() || {
         let c = b[end];
         if c == b'.' {
             dots_allowed_after && b.get(end + 1).is_none_or(|n| !n.is_ascii_digit())
         } else {
             !(c.is_ascii_alphanumeric() || c == b'-' || c == b'/' || c == b'_' || c == b'@')
         }
-    };
-    before_ok && after_ok
+    }
 }
 
 /// The RFC 3463 enhanced status code of a text: the one a remote server gave
@@ -142,8 +143,13 @@ pub fn find_status(s: &str) -> Option<EnhancedStatus> {
 
 /// The enhanced status code a server gave right after its reply code.
 pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
+    // what stands before it is the reply code and its separator, `-` on the
+    // lines of a multi-line reply (RFC 5321 §4.2.1: `550-5.1.1 ...`)
     codes::reply_then_status(s.as_bytes())
-        .filter(|&(start, end)| boundary_ok(s, start, end, true))
+        .filter(|&(start, end)| {
+            boundary_ok(s, start, end, true)
+                || (s.as_bytes()[..start].ends_with(b"-") && ends_ok(s, end, true))
+        })
         .find_map(|(start, end)| s[start..end].parse().ok())
 }
 
@@ -179,7 +185,18 @@ const SMTP_COMMAND_PHRASES: &[&str] = &[
     "initial greeting",
     "initial connection",
     "during connect",
+    // a report that names the command answered after the reply, in its own
+    // section ("SMTP command" then "DATA"): the reply came first
+    "smtp command data",
+    "smtp command rcpt to",
+    "smtp command mail from",
 ];
+
+/// Whether a phrase names the command after the reply it answered, as
+/// "in reply to ..." does.
+fn names_command_after_reply(phrase: &str) -> bool {
+    phrase.starts_with("smtp command ")
+}
 
 /// What may stand before a phrase as part of its mention, longest first.
 const IN_REPLY_TO: [&str; 2] = ["in reply to the ", "in reply to "];
@@ -259,7 +276,7 @@ fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
             (from, region) = (end, end);
             return Some(Mention {
                 start: prefix.map_or(start, |p| start - p.len()),
-                in_reply: prefix.is_some(),
+                in_reply: prefix.is_some() || names_command_after_reply(phrase),
                 command: PHRASE_COMMANDS[m.pattern().as_usize()],
             });
         }
@@ -292,6 +309,16 @@ pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
     // with a known reply, a command named only after it is the next step of the dialogue
     best.map(|(_, c)| c)
         .or(if reply_at.is_none() { last } else { None })
+}
+
+/// Whether a text is the start of a multi-line SMTP reply without its last
+/// line: every reply code in it is followed by `-` (RFC 5321 §4.2.1).
+pub fn is_cut_multiline_reply(s: &str) -> bool {
+    let b = s.trim_start().as_bytes();
+    b.len() > 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'-' && {
+        let code = &b[..3];
+        !b.windows(4).any(|w| &w[..3] == code && w[3] == b' ')
+    }
 }
 
 /// The first SMTP reply code in a text (`550 ...`, `550-...`, `said: 550`).
@@ -616,8 +643,13 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[Cow<'_, str>]) -> V
     let mut out: Vec<EmailAddress> = Vec::new();
     for (line, _) in with_at.iter().filter(|(_, excluded)| !*excluded) {
         for a in headers::normalized_addresses(line) {
-            if SERVICE_LOCAL.is_match(local_part_of(&a))
-                || named_otherwise().any(|e| same_key(e, &a))
+            // The reporting side's own addresses are never a failed
+            // recipient. An address of the bounce's own headers is one only
+            // where the report lists it as one (a sender that mailed
+            // itself, a forward back to the sender): elsewhere it is the
+            // sender named in prose.
+            if headers::is_daemon_address(&a)
+                || (named_otherwise().any(|e| same_key(e, &a)) && !lists_recipient(line, &a))
                 || out.iter().any(|o| same_key(o.as_str(), &a))
             {
                 continue;
@@ -626,6 +658,25 @@ fn collect_candidates(region: &str, lower: &str, excluded: &[Cow<'_, str>]) -> V
         }
     }
     out
+}
+
+/// Whether `line` gives `address` the place a report gives each failed
+/// recipient: alone on its line, bare or in angle brackets, and followed by
+/// nothing but a colon (qmail-send's `<user@host>:` paragraphs, Postfix
+/// bounce(5)'s `<user@host>: reason`, Exim deliver.c's indented address
+/// after "The following address(es) failed:") or Sendmail's `... reason`.
+fn lists_recipient(line: &str, address: &str) -> bool {
+    let t = line.trim();
+    let t = t.strip_prefix('<').unwrap_or(t);
+    if t.len() < address.len()
+        || !t.as_bytes()[..address.len()].eq_ignore_ascii_case(address.as_bytes())
+    {
+        return false;
+    }
+    let rest = t[address.len()..]
+        .strip_prefix('>')
+        .unwrap_or(&t[address.len()..]);
+    rest.is_empty() || rest.starts_with(':') || rest.starts_with("...")
 }
 
 /// A report's text split into lines once, for the recipients whose lines
@@ -695,8 +746,11 @@ fn lines_with_at(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 /// The lines of `region` that explain `address`: each line naming it, with
 /// the lines that follow until a blank line or another address.
-pub fn block_for(region: &Region<'_>, address: &str) -> Option<String> {
-    blocks(region, address, &[])
+/// The other recipients' addresses end it: in a report that lists every
+/// recipient with its reply, one line each (OpenSMTPD), each recipient's
+/// diagnostic ends where the next one's starts.
+pub fn block_for(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
+    blocks(region, address, others)
 }
 
 fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
@@ -939,7 +993,10 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
             r.smtp_command = find_smtp_command(&context);
         }
         r.diagnostic = diag.or_else(|| Some(context.to_string()));
-        r.context = Some(context.clone());
+        // The whole text explains a recipient only when it names no other:
+        // with several, the others' reasons are in it too, and each
+        // recipient's diagnostic ends where the next one's block starts.
+        r.context = (keys.len() == 1).then(|| context.clone());
         if delay_warning {
             r.hint = Some(crate::model::Category::Delayed);
         }
@@ -1017,13 +1074,14 @@ mod smtp_command_tests {
         let re = super::super::rx(concat!(
             r"(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
             r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
-            r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect)"
+            r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect|",
+            r"smtp command data|smtp command rcpt to|smtp command mail from)"
         ))
         .expect("reference regex");
         re.find_iter(lower)
             .map(|m| {
                 let text = m.as_str();
-                let in_reply = text.starts_with("in reply");
+                let in_reply = text.starts_with("in reply") || text.starts_with("smtp command");
                 let phrase = SMTP_COMMAND_PHRASES
                     .iter()
                     .find(|p| text.ends_with(*p))

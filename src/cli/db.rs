@@ -112,6 +112,10 @@ pub struct RuleArgs {
     pub priority: i32,
     #[arg(long)]
     pub domain: Option<String>,
+    /// What says the text means this (RFC section, MTA documentation,
+    /// provider's error-code page).
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -598,6 +602,11 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
                     r.rule.domain.as_deref().unwrap_or("*"),
                     r.rule.pattern
                 );
+                println!(
+                    "{:<24} source: {}",
+                    "",
+                    r.rule.source.as_deref().unwrap_or("(none)")
+                );
             }
         }
         RulesCommand::Add(a) => {
@@ -609,6 +618,7 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
                 category: a.category,
                 priority: a.priority,
                 domain: a.domain.map(|d| d.to_lowercase()),
+                source: a.source,
             };
             store.insert_rule(&rule).await?;
             println!("rule {} added", rule.id);
@@ -626,6 +636,9 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
             let why = v.explanation();
             if !why.is_empty() {
                 println!("{why}");
+            }
+            if let Some(source) = set.source_of(&v) {
+                println!("source: {source}");
             }
         }
         RulesCommand::Import { file } => {

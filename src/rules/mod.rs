@@ -7,7 +7,7 @@
 //! (RFC 3463 / 5248), then the SMTP reply code. Nothing at all gives
 //! not_defined, soft, `qualified: false`: those feed the "to qualify" queue.
 
-mod codes;
+pub mod codes;
 mod prefilter;
 
 use crate::analysis::RecipientReport;
@@ -36,6 +36,11 @@ pub struct Rule {
     /// When set, the rule applies only to recipients in this domain (or its subdomains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// What says the text means this: the RFC section, the MTA's source
+    /// file or documentation, or the provider's published error-code page.
+    /// Every bundled rule has one (a test checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 fn default_priority() -> i32 {
@@ -182,7 +187,11 @@ impl DelayWarnings {
 /// Compiled rules. Cheap to share (`Arc`), immutable: a reload builds a new one.
 pub struct RuleSet {
     rules: Vec<Rule>,
-    set: RegexSet,
+    /// The patterns as the set compiles them, in priority order.
+    patterns: Vec<String>,
+    /// Every rule at once: only for texts the prefilter cannot answer, so
+    /// built the first time one comes (most runs never need it).
+    set: std::sync::OnceLock<Option<RegexSet>>,
     /// Answers for ASCII texts without the set's costly overlapping search.
     prefilter: Option<prefilter::Prefilter>,
     delays: DelayWarnings,
@@ -205,37 +214,74 @@ impl RuleSet {
             if !seen.insert(r.id.clone()) {
                 return Err(RulesError::Duplicate(r.id));
             }
-            // Each rule alone, as the prefilter verifies it: compiling it once
-            // also checks it (a rule set is compiled at every start and reload).
+            // Checked by parsing, as the set and the prefilter will: the
+            // regexes themselves are compiled when a text first needs them
+            // (a one-shot `qualify` needs one or two of them).
             let pattern = ascii_word_boundaries(&r.pattern);
-            let single = prefilter::single(&pattern);
-            if single.is_none() {
-                check_rule(&r)?;
-            }
-            compiled.push((r, pattern, single));
+            let hir = match regex_syntax::ParserBuilder::new()
+                .case_insensitive(true)
+                .build()
+                .parse(&pattern)
+            {
+                Ok(hir) => hir,
+                Err(_) => {
+                    // the regex crate's own message names what is wrong
+                    check_rule(&r)?;
+                    return Err(RulesError::BadPattern {
+                        id: r.id.clone(),
+                        source: Box::new(regex::Error::Syntax(format!(
+                            "{:?} does not parse",
+                            r.pattern
+                        ))),
+                    });
+                }
+            };
+            let single = prefilter::Single::new(pattern.clone());
+            compiled.push((r, (pattern, hir), single));
         }
         // stable: equal priorities keep file order
         compiled.sort_by_key(|(r, _, _)| r.priority);
         let (rules, compiled): (Vec<Rule>, Vec<_>) =
             compiled.into_iter().map(|(r, p, s)| (r, (p, s))).unzip();
-        let (patterns, singles): (Vec<String>, Vec<_>) = compiled.into_iter().unzip();
-        let set = RegexSetBuilder::new(&patterns)
-            .case_insensitive(true)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| RulesError::Set(Box::new(e)))?;
-        // a rule only its set form accepts: the set alone decides
-        let prefilter = singles
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .and_then(|singles| prefilter::Prefilter::new(&patterns, singles));
+        let (parsed, singles): (Vec<(String, regex_syntax::hir::Hir)>, Vec<_>) =
+            compiled.into_iter().unzip();
+        let (patterns, hirs): (Vec<String>, Vec<_>) = parsed.into_iter().unzip();
+        let prefilter = prefilter::Prefilter::new(&hirs, singles);
         Ok(Self {
             rules,
-            set,
+            patterns,
+            set: std::sync::OnceLock::new(),
             prefilter,
             delays: DelayWarnings::default(),
         })
+    }
+
+    /// Compiles what [`RuleSet::compile`] leaves for later (the set, each
+    /// rule's own search), and fails as compiling them all at once did: for
+    /// a long-running process that would rather pay now than on its first
+    /// message, and for tests.
+    pub fn compile_now(self) -> Result<Self, RulesError> {
+        if self.set.get().is_none() {
+            let set = build_set(&self.patterns).map_err(|e| RulesError::Set(Box::new(e)))?;
+            // a concurrent first use may have won: either holds the same set
+            let _ = self.set.set(Some(set));
+        }
+        if let Some(p) = &self.prefilter {
+            p.compile_all();
+        }
+        Ok(self)
+    }
+
+    fn set(&self) -> Option<&RegexSet> {
+        self.set
+            .get_or_init(|| match build_set(&self.patterns) {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    tracing::error!(error = %e, "the rule set does not compile: no rule matches");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The same rules, with delay warnings counted as `delays` says.
@@ -252,6 +298,19 @@ impl RuleSet {
         &self.rules
     }
 
+    /// What a verdict rests on: its rule's `source`, or the document behind
+    /// a built-in decision ([`builtin_source`]).
+    pub fn source_of(&self, v: &Verdict) -> Option<std::borrow::Cow<'_, str>> {
+        if let Some(b) = builtin_source(&v.rule) {
+            return Some(b.into());
+        }
+        self.rules
+            .iter()
+            .find(|r| r.id == v.rule)
+            .and_then(|r| r.source.as_deref())
+            .map(Into::into)
+    }
+
     /// The first rule (by priority) matching `text` for a recipient in `domain`.
     pub fn first_match(&self, text: &str, domain: &str) -> Option<&Rule> {
         let in_scope = |r: &Rule| {
@@ -266,7 +325,7 @@ impl RuleSet {
         {
             return found.map(|i| &self.rules[i]);
         }
-        self.set
+        self.set()?
             .matches(text)
             .into_iter()
             .map(|i| &self.rules[i])
@@ -311,7 +370,9 @@ impl RuleSet {
         }
         let v = self.qualify_failure(r);
         let explicit_status = r.status.filter(|_| !r.status_inferred);
-        adjust_for_context(v, r.smtp_command, explicit_status, r.reply_code.is_some())
+        let v = adjust_for_context(v, r.smtp_command, explicit_status);
+        let v = given_up_on_a_transient_failure(v, r.action, explicit_status);
+        never_hard_when_transient(v, explicit_status, r.reply_code)
     }
 
     fn rule_verdict(
@@ -340,13 +401,13 @@ impl RuleSet {
             .status
             .filter(|s| !(r.status_inferred || s.subject == 0 && s.detail == 0))
         {
-            if let Some(cat) = codes::category_for_status(st) {
+            if let Some((cat, source)) = codes::status_meaning(st) {
                 return Verdict::from_category(
                     cat,
                     format!("builtin:status:{st}"),
                     true,
                     format!(
-                        "no rule matched; enhanced status {st} means {}",
+                        "no rule matched; enhanced status {st} means {} ({source})",
                         cat.describe()
                     ),
                 );
@@ -358,13 +419,13 @@ impl RuleSet {
             }
         }
         if let Some(rc) = r.reply_code {
-            if let Some(cat) = codes::category_for_reply(rc) {
+            if let Some((cat, source)) = codes::reply_meaning(rc) {
                 return Verdict::from_category(
                     cat,
                     format!("builtin:reply:{rc}"),
                     true,
                     format!(
-                        "no rule or status matched; reply code {rc} means {}",
+                        "no rule or status matched; reply code {rc} means {} ({source})",
                         cat.describe()
                     ),
                 );
@@ -392,28 +453,85 @@ impl RuleSet {
     }
 }
 
-/// What the refused command and the status code say about who is at fault.
-/// A "user unknown" after DATA means the recipient was accepted at RCPT, and
-/// one carrying a policy (x.7.x) or generic mailbox (x.2.0) code rather than an
-/// address code (x.1.x): either way a filter spoke, not the mailbox. So does a
-/// relayed "550 unknown user" with no enhanced code at all and no sign it
-/// answered RCPT TO: servers that check mailboxes at RCPT say 5.1.1, while
-/// the bare form is what filtering gateways (m-FILTER, MXLogic, SurfControl,
-/// ...) send when a policy drops the message. Counting it soft costs a few
-/// more attempts if the mailbox really is gone; counting it hard would
-/// quarantine a live address at once. A recipient-side reason at MAIL FROM
-/// is really about the sender.
+/// The document behind a built-in decision (`builtin:<what>`), None for a
+/// rule id.
+pub fn builtin_source(rule: &str) -> Option<String> {
+    let what = rule.strip_prefix("builtin:")?;
+    if let Some(code) = what.strip_prefix("status:") {
+        return Some(match code.parse() {
+            Ok(st) => codes::status_meaning(st).map_or_else(
+                || format!("{}: {code}", codes::REGISTRY),
+                |(_, source)| source,
+            ),
+            Err(_) => codes::REGISTRY.to_owned(),
+        });
+    }
+    if let Some(code) = what.strip_prefix("reply:") {
+        return Some(
+            code.parse()
+                .ok()
+                .and_then(codes::reply_meaning)
+                .map_or_else(|| format!("RFC 5321 §4.2: {code}"), |(_, source)| source),
+        );
+    }
+    let hint = match what.parse::<Category>() {
+        Ok(c) => c,
+        Err(_) => return Some(format!("inmail's built-in {what}")),
+    };
+    Some(
+        match hint {
+            Category::Delayed => "RFC 3464 §2.3.3 (Action: delayed): delivery is still being tried",
+            Category::Delivered => {
+                "RFC 3464 §2.3.3 (Action: delivered, relayed or expanded); RFC 3463 §2 (2.X.X Success)"
+            }
+            Category::AutoReply => "RFC 3834 §5 (Auto-Submitted: auto-replied) and the vendor headers of automatic replies",
+            Category::SpamComplaint => "RFC 5965 §3.1 (message/feedback-report, Feedback-Type)",
+            Category::Undefined => {
+                "nothing in the message explains the failure: RFC 3463 §2 gives only its class"
+            }
+            _ => return Some(format!("inmail's built-in {what}")),
+        }
+        .to_owned(),
+    )
+}
+
+/// What the refused command and the status code say about who is at fault,
+/// from evidence the message itself carries:
+///
+/// - a "user unknown" answered to DATA: the server accepted the recipient at
+///   RCPT TO (RFC 5321 §3.3: RCPT is where a mailbox is refused, and the
+///   transaction goes on to DATA only when a recipient was accepted), so a
+///   filter spoke after the fact, not the mailbox — unless the code is an
+///   address one (X.1.x), which some servers that check late do send;
+/// - a "user unknown" carrying a policy code (X.7.x) or X.2.0, which the
+///   registry defines as "the mailbox exists, but something about [it]
+///   caused this DSN" (RFC 3463 §3.3): the code contradicts the words;
+/// - a recipient-side reason answered to MAIL FROM is about the sender
+///   (RFC 5321 §3.3: MAIL names the reverse path).
+///
+/// A bare "550 unknown user" with no enhanced code and no command is a user
+/// unknown: RFC 5321 §4.2.3 gives 550 for "mailbox not found", and nothing in
+/// such a message says a filter answered. (A former heuristic read it as a
+/// filtering gateway's; it was fitted to a few gateways and turned plain
+/// answers of other MTAs soft.)
 fn adjust_for_context(
     mut v: Verdict,
     cmd: Option<SmtpCommand>,
     status: Option<EnhancedStatus>,
-    relayed_reply: bool,
 ) -> Verdict {
     let address_code = status.is_some_and(|s| s.subject == 1);
+    // X.1.7 / X.1.8: the sender's address is bad (RFC 3463 §3.2)
+    // and X.7.27, its domain has a null MX (RFC 7505)
+    let sender_code = status.is_some_and(|s| {
+        (s.subject == 1 && matches!(s.detail, 7 | 8)) || (s.subject == 7 && s.detail == 27)
+    });
     let filter_code = status.is_some_and(|s| s.subject == 7 || (s.subject == 2 && s.detail == 0));
-    let no_code = status.is_none_or(|s| s.subject == 0);
-    let at =
-        |c: Option<SmtpCommand>| format!("the server refused at {}", c.map_or("?", |c| c.as_str()));
+    let at = |c: Option<SmtpCommand>| {
+        format!(
+            "the server refused at {} (RFC 5321 §3.3)",
+            c.map_or("?", |c| c.as_str())
+        )
+    };
     let (to, why) = match (cmd, v.category) {
         (Some(SmtpCommand::Data), Category::UserUnknown) if !address_code => {
             (Category::Filtered, at(cmd))
@@ -428,13 +546,9 @@ fn adjust_for_context(
         {
             (
                 Category::Filtered,
-                "its status code is a policy one".to_owned(),
+                "its status code is a policy one (RFC 3463 §3.3, §3.8)".to_owned(),
             )
         }
-        (None, Category::UserUnknown) if no_code && relayed_reply => (
-            Category::Filtered,
-            "the reply has no enhanced status code and no sign it answered RCPT TO".to_owned(),
-        ),
         (
             Some(SmtpCommand::MailFrom),
             Category::UserUnknown
@@ -442,6 +556,18 @@ fn adjust_for_context(
             | Category::AccountDisabled
             | Category::HasMoved,
         ) => (Category::SenderRejected, at(cmd)),
+        (
+            _,
+            Category::UserUnknown
+            | Category::InvalidDomain
+            | Category::DomainNotAccepting
+            | Category::AccountDisabled
+            | Category::HasMoved,
+        ) if sender_code => (
+            Category::SenderRejected,
+            "its status code is about the sender's address (RFC 3463 §3.2 X.1.7, X.1.8; RFC 7505 X.7.27)"
+                .to_owned(),
+        ),
         _ => return v,
     };
     v.why = Explanation::Text(format!(
@@ -451,6 +577,60 @@ fn adjust_for_context(
     ));
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
+    v
+}
+
+/// RFC 3464 §2.3.3 `Action: failed` with a transient (4.X.X) status: the
+/// reporting MTA gave up on a temporary condition, the "abandonment" of
+/// RFC 3463 §2 — its queue lifetime ran out. A generic cause (the remote
+/// system, the network, nothing) is then the expiry itself; a specific one
+/// (mailbox full, rate limits, ...) stays what it is.
+fn given_up_on_a_transient_failure(
+    mut v: Verdict,
+    action: Option<crate::model::Action>,
+    status: Option<EnhancedStatus>,
+) -> Verdict {
+    let gave_up =
+        action == Some(crate::model::Action::Failed) && status.is_some_and(|s| s.class == 4);
+    if !gave_up
+        || !matches!(
+            v.category,
+            Category::SystemError | Category::NetworkError | Category::Undefined
+        )
+    {
+        return v;
+    }
+    v.why = Explanation::Text(format!(
+        "{}; but the report failed it on a transient code (RFC 3464 §2.3.3, RFC 3463 §2): the queue lifetime ran out",
+        v.explanation()
+    ));
+    (v.bounce_type, v.reason) = Category::Expired.default_verdict();
+    v.category = Category::Expired;
+    v.qualified = true;
+    v
+}
+
+/// RFC 3463 §2: a 4.X.X status is a "persistent transient failure ...
+/// sending in the future may be successful", and RFC 5321 §4.2.1 says the
+/// same of a 4yz reply. Whatever its words, such a failure is never
+/// `hard`: a wrong hard quarantines a live address at once.
+fn never_hard_when_transient(
+    mut v: Verdict,
+    status: Option<EnhancedStatus>,
+    reply: Option<crate::model::ReplyCode>,
+) -> Verdict {
+    let transient = match status {
+        Some(s) => s.class == 4,
+        None => reply.is_some_and(|c| c.class() == 4),
+    };
+    if !transient || v.bounce_type != BounceType::Hard {
+        return v;
+    }
+    v.why = Explanation::Text(format!(
+        "{}; but the code is a transient one (RFC 3463 §2, RFC 5321 §4.2.1), so it is soft",
+        v.explanation()
+    ));
+    v.bounce_type = BounceType::Soft;
     v
 }
 
@@ -500,6 +680,14 @@ pub(crate) fn map_leaves(
             Hir::alternation(subs.iter().map(|h| map_leaves(h, leaf)).collect())
         }
     }
+}
+
+fn build_set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(patterns)
+        .case_insensitive(true)
+        .size_limit(64 << 20)
+        .dfa_size_limit(64 << 20)
+        .build()
 }
 
 fn domain_in_scope(domain: &str, scope: &str) -> bool {
@@ -564,6 +752,43 @@ mod tests {
         );
     }
 
+    /// Rules come from primary sources, never from sample bounces: each
+    /// bundled rule names the document that says what its text means.
+    #[test]
+    fn every_bundled_rule_names_its_source() {
+        let missing: Vec<String> = default_rules()
+            .into_iter()
+            .filter(|r| r.source.as_deref().is_none_or(|s| s.trim().len() < 12))
+            .map(|r| r.id)
+            .collect();
+        assert!(missing.is_empty(), "rules without a source: {missing:?}");
+    }
+
+    /// Every built-in decision names its document too.
+    #[test]
+    fn every_builtin_decision_names_its_source() {
+        let set = RuleSet::default_set();
+        let mut verdicts = Vec::new();
+        for hint in [
+            Category::AutoReply,
+            Category::SpamComplaint,
+            Category::Delivered,
+            Category::Delayed,
+        ] {
+            let mut r = report("");
+            r.diagnostic = None;
+            r.hint = Some(hint);
+            verdicts.push(set.qualify(&r));
+        }
+        for diag in ["5.2.2", "550 5.7.27", "421 try", "552", "4.9.9 xyz", "zzz"] {
+            verdicts.push(set.qualify(&report(diag)));
+        }
+        for v in verdicts {
+            let source = set.source_of(&v).unwrap_or_default();
+            assert!(source.len() > 12, "{}: {source:?}", v.rule);
+        }
+    }
+
     #[test]
     fn user_unknown_is_trusted_with_an_address_code_or_at_rcpt() {
         let rules = RuleSet::default_set();
@@ -581,11 +806,29 @@ mod tests {
         }
     }
 
+    /// RFC 5321 §4.2.3: 550 is "mailbox not found" as much as a policy
+    /// refusal; with "unknown user" and nothing else, the words decide.
     #[test]
-    fn bare_relayed_user_unknown_is_a_filter_speaking() {
+    fn a_bare_550_user_unknown_is_a_user_unknown_whoever_sent_it() {
         let rules = RuleSet::default_set();
         for diag in [
             "550 unknown user <kim@example.org>",
+            "550 <kim@example.org>... User unknown",
+            "550 Requested action not taken: mailbox unavailable (user unknown)",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.category),
+                (BounceType::Hard, Category::UserUnknown),
+                "{diag}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_unknown_with_a_policy_code_or_after_data_is_a_filter_speaking() {
+        let rules = RuleSet::default_set();
+        for diag in [
             "550 5.7.1 <kim@example.org>: User unknown",
             "550 <kim@example.org>: User unknown (in reply to end of DATA command)",
         ] {
@@ -596,6 +839,80 @@ mod tests {
                 "{diag}"
             );
             assert!(v.explanation().contains("but"), "{}", v.explanation());
+        }
+    }
+
+    /// Texts as the MTAs' sources and the providers' error-code pages give
+    /// them (each rule's `source` names the document).
+    #[test]
+    fn published_phrasings_get_their_documented_meaning() {
+        use Category as C;
+        let rules = RuleSet::default_set();
+        for (diag, want) in [
+            // Google, "SMTP errors and codes" (2024 sender guidelines)
+            ("550-5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.", C::AuthFailure),
+            ("450-4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered.", C::RateLimited),
+            ("552-5.2.2 The email account that you tried to reach is over quota.", C::MailboxFull),
+            // Microsoft, Exchange Online / Outlook.com NDRs
+            ("550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", C::AuthFailure),
+            ("451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", C::BadReputation),
+            ("550 4.4.7 QUEUE.Expired; message expired", C::Expired),
+            // Yahoo Sender Hub
+            ("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints", C::RateLimited),
+            // Postfix local(8), bounce(5), smtp(8)
+            ("cannot update mailbox /var/mail/kim for user kim. error writing message: File too large", C::MailboxFull),
+            ("mail transport unavailable", C::SystemError),
+            // Dovecot quota plugin
+            ("552 5.2.2 <kim@example.org> Quota exceeded (mailbox for user is full)", C::MailboxFull),
+            // qmail-send / qmail-remote
+            ("I'm not going to try again; this message has been in the queue too long.", C::Expired),
+            ("Sorry. Although I'm listed as a best-preference MX or A for that host, it isn't in my control/locals file, so I don't treat it as local. (#5.4.6)", C::NetworkError),
+            ("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)", C::NetworkError),
+            ("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", C::InvalidDomain),
+            // Exim
+            ("retry timeout exceeded", C::Expired),
+            ("remote host address is the local host", C::SystemError),
+            // Sendmail
+            ("Cannot send message for 5 days", C::Expired),
+            // OpenSMTPD
+            ("Envelope expired", C::Expired),
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(v.category, want, "{diag}: {}", v.explanation());
+            assert_ne!(v.bounce_type, BounceType::Hard, "{diag}");
+        }
+    }
+
+    /// Codes about the sender's address make the words about an address
+    /// the sender's; a reply that names no cause stays to qualify.
+    #[test]
+    fn sender_codes_and_causeless_replies() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "553 5.1.8 <bounces@example.com>... Domain of sender address bounces@example.com does not exist",
+            "550 5.7.27 Sender address has null MX",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(v.category, Category::SenderRejected, "{diag}: {}", v.explanation());
+            assert_eq!(v.bounce_type, BounceType::Soft);
+        }
+        let v = rules.qualify(&report("554 Transaction failed"));
+        assert_eq!((v.category, v.qualified), (Category::Undefined, false));
+    }
+
+    #[test]
+    fn a_transient_code_is_never_hard() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            "450 4.1.1 <kim@example.org>: Recipient address rejected: unverified address",
+            "450 <kim@example.org>: User unknown in local recipient table",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.category),
+                (BounceType::Soft, Category::UserUnknown),
+                "{diag}"
+            );
         }
     }
 

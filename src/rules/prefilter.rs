@@ -47,8 +47,8 @@ pub(super) struct Prefilter {
     literals: Literals,
     /// The rules that have no usable literals: always searched.
     always: Vec<bool>,
-    /// Each rule on its own, same syntax as the set.
-    singles: Vec<Regex>,
+    /// Each rule on its own, same syntax as the set, compiled when needed.
+    singles: Vec<Single>,
     /// Per rule, the non-ASCII characters its literals stand for without
     /// holding them (see [`literal_non_ascii`]), as sorted, merged ranges:
     /// a text with one of them is searched with the whole rule.
@@ -166,23 +166,18 @@ impl HitKind {
 }
 
 impl Prefilter {
-    /// `patterns` as the set compiles them, in priority order, and each one
-    /// compiled by [`single`]. `None` when a pattern defeats the analysis;
+    /// The patterns as the set compiles them, parsed case-insensitively, in
+    /// priority order, and each one's own search ([`Single`]). `None` when a pattern defeats the analysis;
     /// the set alone then decides.
-    pub(super) fn new(patterns: &[String], singles: Vec<Regex>) -> Option<Self> {
+    pub(super) fn new(hirs: &[Hir], singles: Vec<Single>) -> Option<Self> {
         let mut literals = LiteralsBuilder::default();
-        let mut always = Vec::with_capacity(patterns.len());
-        let mut risky = Vec::with_capacity(patterns.len());
-        for (i, p) in patterns.iter().enumerate() {
-            let hir = regex_syntax::ParserBuilder::new()
-                .case_insensitive(true)
-                .build()
-                .parse(p)
-                .ok()?;
+        let mut always = Vec::with_capacity(hirs.len());
+        let mut risky = Vec::with_capacity(hirs.len());
+        for (i, hir) in hirs.iter().enumerate() {
             let mut own = Vec::new();
-            literal_non_ascii(&hir, &mut own);
+            literal_non_ascii(hir, &mut own);
             risky.push(merged(own));
-            match rule_literals(&hir) {
+            match rule_literals(hir) {
                 Some(lits) => {
                     for (l, kind) in lits {
                         literals.add(&l, i, kind);
@@ -199,6 +194,13 @@ impl Prefilter {
             any_risky: merged(risky.concat()),
             risky,
         })
+    }
+
+    /// Compiles every rule's own search now.
+    pub(super) fn compile_all(&self) {
+        for s in &self.singles {
+            let _ = s.get();
+        }
     }
 
     /// The first rule (priority order) that matches `text` and that `eligible`
@@ -255,11 +257,17 @@ impl Prefilter {
         let whole = || Input::new(text).earliest(true);
         // the hits are sorted by rule: each rule's are the next run of them
         let mut rest = hits;
+        let unverifiable = std::cell::Cell::new(false);
         let found = (0..self.singles.len()).find(|&i| {
             let run = rest.iter().take_while(|h| h.rule as usize == i).count();
             let (at, after) = rest.split_at(run);
             rest = after;
-            let rule = &self.singles[i];
+            // compiled only when a text needs it verified; one that cannot
+            // be leaves the text to the set
+            let rule = Verifier {
+                single: &self.singles[i],
+                failed: &unverifiable,
+            };
             let searched = non_ascii == NonAscii::Risky
                 && !self.risky[i].is_empty()
                 && non_ascii_chars(text).any(|c| in_ranges(&self.risky[i], c));
@@ -295,6 +303,9 @@ impl Prefilter {
                 )
             })
         });
+        if unverifiable.get() {
+            return None;
+        }
         Some(found)
     }
 }
@@ -712,6 +723,55 @@ impl Literals {
     }
 }
 
+/// A rule's verifying search, compiled on its first use.
+struct Verifier<'a> {
+    single: &'a Single,
+    failed: &'a std::cell::Cell<bool>,
+}
+
+impl Verifier<'_> {
+    fn is_match(&self, input: Input<'_>) -> bool {
+        match self.single.get() {
+            Some(r) => r.is_match(input),
+            None => {
+                self.failed.set(true);
+                true
+            }
+        }
+    }
+}
+
+/// One rule's pattern on its own, compiled the first time a text needs it:
+/// a one-shot `inmail qualify` verifies a rule or two, and compiling all of
+/// them was most of its start-up.
+pub(super) struct Single {
+    pattern: String,
+    regex: std::sync::OnceLock<Option<Regex>>,
+}
+
+impl Single {
+    pub(super) fn new(pattern: String) -> Self {
+        Self {
+            pattern,
+            regex: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The compiled rule; `None` when it does not compile (the size limit:
+    /// the syntax was checked when the set was made).
+    pub(super) fn get(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| {
+                let r = single(&self.pattern);
+                if r.is_none() {
+                    tracing::error!(pattern = %self.pattern, "a rule does not compile on its own: the whole set decides for it");
+                }
+                r
+            })
+            .as_ref()
+    }
+}
+
 /// One rule's pattern (as the set compiles it) on its own, with the size
 /// limit `check_rule` holds every rule to; `None` when it does not compile.
 pub(super) fn single(pattern: &str) -> Option<Regex> {
@@ -875,7 +935,7 @@ mod tests {
                 .map(|i| i.get(&words).as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let set_answer = DEFAULT.set.matches(&text).into_iter().next();
+            let set_answer = DEFAULT.set().expect("the set compiles").matches(&text).into_iter().next();
             let got = DEFAULT
                 .first_match(&text, "example.com")
                 .map(|r| DEFAULT.rules.iter().position(|x| std::ptr::eq(x, r)));
@@ -941,7 +1001,8 @@ mod tests {
     fn assert_agrees(rs: &RuleSet, texts: &[String]) {
         for t in texts {
             let set_answer = rs
-                .set
+                .set()
+                .expect("the set compiles")
                 .matches(t)
                 .into_iter()
                 .map(|i| rs.rules[i].id.clone())

@@ -318,6 +318,7 @@ impl Store {
             category: category.unwrap_or_else(|| category_for_reason(reason)),
             priority: 50,
             domain: None,
+            source: Some(format!("an operator's verdict on queued text #{id}")),
         };
         super::rules::insert_rule_in(&mut tx, &rule, "qualification").await?;
         sqlx::query(

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const RULES_CHANNEL: &str = "inmail_rules";
 
 const RULE_COLUMNS: &str =
-    "id, pattern, bounce_type, reason, category, priority, domain, enabled, origin, hit_count, last_hit_at";
+    "id, pattern, bounce_type, reason, category, priority, domain, source, enabled, origin, hit_count, last_hit_at";
 
 /// A rule with its bookkeeping, as `inmail rules list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +41,11 @@ pub(crate) fn validate_rule(rule: &Rule) -> Result<()> {
     };
     if rule.id.trim().is_empty() {
         return Err(invalid("empty rule id".into()));
+    }
+    if rule.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(invalid(
+            "an empty source: leave it out or say what the text means".into(),
+        ));
     }
     if let Some(d) = &rule.domain {
         if d.trim().is_empty() || d.chars().any(|c| c.is_whitespace() || c.is_uppercase()) {
@@ -78,6 +83,7 @@ fn stored_rule_from_row(r: &PgRow) -> Result<StoredRule> {
             .map_err(|e| invalid(format!("{e}")))?,
         priority: r.try_get("priority").map_err(get)?,
         domain: r.try_get("domain").map_err(get)?,
+        source: r.try_get("source").map_err(get)?,
         id: id.clone(),
     };
     validate_rule(&rule)?;
@@ -97,8 +103,8 @@ pub(crate) async fn insert_rule_in(
 ) -> Result<()> {
     validate_rule(rule)?;
     let inserted = sqlx::query(
-        "INSERT INTO qualification_rules (id, pattern, bounce_type, reason, category, priority, domain, origin)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO qualification_rules (id, pattern, bounce_type, reason, category, priority, domain, origin, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&rule.id)
@@ -109,6 +115,7 @@ pub(crate) async fn insert_rule_in(
     .bind(rule.priority)
     .bind(&rule.domain)
     .bind(origin)
+    .bind(&rule.source)
     .execute(&mut *conn)
     .await
     .ctx("inserting a rule")?;
@@ -192,14 +199,15 @@ impl Store {
         let col = |f: fn(&Rule) -> &str| rules.iter().map(f).collect::<Vec<_>>();
         let priority: Vec<i32> = rules.iter().map(|r| r.priority).collect();
         let domain: Vec<Option<&str>> = rules.iter().map(|r| r.domain.as_deref()).collect();
+        let source: Vec<Option<&str>> = rules.iter().map(|r| r.source.as_deref()).collect();
         let inserted: Vec<bool> = sqlx::query_scalar(
-            "INSERT INTO qualification_rules AS q (id, pattern, bounce_type, reason, category, priority, domain, origin)
+            "INSERT INTO qualification_rules AS q (id, pattern, bounce_type, reason, category, priority, domain, source, origin)
              SELECT t.*, 'import' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                            $6::int4[], $7::text[]) AS t ORDER BY 1
+                                            $6::int4[], $7::text[], $8::text[]) AS t ORDER BY 1
              ON CONFLICT (id) DO UPDATE
                 SET pattern = EXCLUDED.pattern, bounce_type = EXCLUDED.bounce_type, reason = EXCLUDED.reason,
                     category = EXCLUDED.category, priority = EXCLUDED.priority, domain = EXCLUDED.domain,
-                    updated_at = now()
+                    source = EXCLUDED.source, updated_at = now()
              RETURNING (xmax = 0)",
         )
         .bind(col(|r| r.id.as_str()))
@@ -209,6 +217,7 @@ impl Store {
         .bind(col(|r| r.category.as_str()))
         .bind(&priority)
         .bind(&domain)
+        .bind(&source)
         .fetch_all(&self.pool)
         .await
         .ctx("importing rules")?;
