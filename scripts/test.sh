@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services: provisions PostgreSQL
 # (an existing server, or a private cluster) and a private Dovecot on loopback,
-# then runs cargo test. Works on a fresh Debian machine as root.
+# and the real MTAs of the truth set (unpacked, not installed), then runs
+# cargo test. Works on a fresh Debian machine as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 # shellcheck source=lib/dovecot.sh
 source scripts/lib/dovecot.sh
+# shellcheck source=lib/mta.sh
+source scripts/lib/mta.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
     [ -f "$HOME/.cargo/env" ] && source "$HOME/.cargo/env"
@@ -18,6 +21,9 @@ command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found: install Ru
 pg_provision
 dovecot_start "$PWD/target/dovecot"
 trap 'dovecot_stop "$PWD/target/dovecot" || true' EXIT
+# the real MTAs of tests/mta_truth.rs; the test skips, with one line, those
+# that cannot be provisioned here
+mta_provision "$PWD/target/mta" || true
 
 log=$(mktemp)
 set +e
