@@ -193,7 +193,7 @@ pub const CASES: &[Case] = &[
 /// The messages: which cases share one, in sending order. Permanent failures
 /// are grouped 1 to 4 per message so that bounces list several recipients
 /// with different causes; DATA answers, the size case and temporary failures
-/// (which bounce later) each keep to messages of their own kind.
+/// (which bounce later) each have a message of their own.
 pub fn groups(mta: &str) -> Vec<Vec<&'static Case>> {
     let mut out: Vec<Vec<&Case>> = Vec::new();
     let mut permanent: Vec<&Case> = Vec::new();
@@ -208,7 +208,15 @@ pub fn groups(mta: &str) -> Vec<Vec<&'static Case>> {
             _ => permanent.push(c),
         }
     }
-    let sizes = [1, 2, 3, 4];
+    // OpenSMTPD spreads a message's failures over one or more bounces
+    // depending on timing, so which recipients share a bounce (and how a
+    // reader copes with it) would change from run to run: one recipient per
+    // message there.
+    let sizes: &[usize] = if mta == "opensmtpd" {
+        &[1]
+    } else {
+        &[1, 2, 3, 4]
+    };
     let mut i = 0;
     let mut rest = permanent.as_slice();
     while !rest.is_empty() {
@@ -217,17 +225,28 @@ pub fn groups(mta: &str) -> Vec<Vec<&'static Case>> {
         rest = &rest[n..];
         i += 1;
     }
-    for pair in temporary.chunks(2) {
-        out.push(pair.to_vec());
+    // one per message: the order in which an MTA lists the recipients it is
+    // still retrying changes from run to run
+    for c in temporary {
+        out.push(vec![c]);
     }
     out
 }
 
-/// Whether an MTA can act a case out: OpenSMTPD 6.8 has no SMTPUTF8 and
-/// refuses UTF-8 addresses (501 5.1.3), and its one message size limit
-/// applies to every listener, so it cannot refuse a size it accepted.
+/// Whether an MTA can act a case out. UTF-8 addresses need SMTPUTF8:
+/// OpenSMTPD 6.8 has none (it refuses them, 501 5.1.3) and Debian builds
+/// Sendmail without USE_EAI (555 5.5.4 SMTPUTF8 parameter unrecognized).
+/// OpenSMTPD's one message size limit applies to every listener, so it
+/// cannot refuse a size it accepted; and it refuses a relay with the words it
+/// uses for an unknown user (`550 Invalid recipient`), so a relay denial it
+/// makes cannot be told from one. A refused connection puts its route on a
+/// back-off of minutes, so neither a warning nor expiry comes in time.
 pub fn applies(mta: &str, c: &Case) -> bool {
-    !(mta == "opensmtpd" && (c.utf8 || c.act == TooLarge))
+    match mta {
+        "opensmtpd" => !c.utf8 && !matches!(c.act, TooLarge | RelayDenied | ConnectionRefused),
+        "sendmail" => !c.utf8,
+        _ => true,
+    }
 }
 
 /// Whether the MTA's report that it gave up on a temporary failure can be
@@ -242,7 +261,15 @@ pub fn reports_expiry(mta: &str) -> bool {
 /// The enhanced status code the bounce should carry (see the module comment).
 pub fn expected_status(mta: &str, c: &Case, final_bounce: bool) -> Option<String> {
     if let Some(reply) = c.act.reply() {
-        return Some(reply_status(reply));
+        let status = reply_status(reply);
+        if mta == "sendmail" && status.ends_with(".0.0") {
+            // Sendmail gives a bare reply a code of its own (deliver.c,
+            // smtptodsn()), and writes it in the DSN's Status field
+            if let Some(s) = sendmail_code(&reply[..3]) {
+                return Some(s.to_string());
+            }
+        }
+        return Some(status);
     }
     made_status(mta, c.act, final_bounce).map(str::to_string)
 }
@@ -268,6 +295,17 @@ pub fn reply_status(reply: &str) -> String {
         }
     }
     format!("{}.0.0", &code[..1])
+}
+
+/// Sendmail's enhanced code for a bare SMTP reply code, as its bounces show it.
+fn sendmail_code(code: &str) -> Option<&'static str> {
+    match code {
+        "550" => Some("5.1.1"),
+        "551" => Some("5.1.6"),
+        "552" => Some("5.2.2"),
+        "553" => Some("5.1.3"),
+        _ => None,
+    }
 }
 
 fn is_enhanced(w: &str) -> bool {
@@ -297,6 +335,18 @@ pub fn made_status(mta: &str, act: Act, final_bounce: bool) -> Option<&'static s
         // its own smtp server replies carry no enhanced code.
         ("exim", ConnectionRefused) if !final_bounce => Some("4.0.0"),
         ("exim", _) => Some("5.0.0"),
+        // Sendmail: the local mailer's "User unknown" 5.1.1, "Host unknown"
+        // 5.1.2, "Relaying denied" 5.7.1, its own size check against the
+        // server's SIZE 5.2.3 ("Message is too large"), a refused
+        // connection 4.4.1 and, when the queue lifetime ends, 4.4.7
+        // ("Message could not be delivered for ...").
+        ("sendmail", UnknownLocalUser) => Some("5.1.1"),
+        ("sendmail", NoSuchDomain) => Some("5.1.2"),
+        ("sendmail", RelayDenied) => Some("5.7.1"),
+        ("sendmail", TooLarge) => Some("5.2.3"),
+        ("sendmail", ConnectionRefused) => Some(if final_bounce { "4.4.7" } else { "4.4.1" }),
+        // OpenSMTPD writes `Status: 5.0.0` for every failure it reports.
+        ("opensmtpd", UnknownLocalUser | NoSuchDomain) => Some("5.0.0"),
         _ => None,
     }
 }
