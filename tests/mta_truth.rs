@@ -646,6 +646,15 @@ async fn every_bounce_a_real_mta_sends_is_qualified_as_the_cause_that_was_acted_
         })
         .unwrap_or_default();
     eprintln!("mta_truth: MTAs: {versions}");
+    let lookup = std::net::ToSocketAddrs::to_socket_addrs(&("nxdomain.invalid", 25u16));
+    // EAI_NONAME ("Name or service not known") is the resolver's NXDOMAIN
+    if !lookup
+        .as_ref()
+        .is_err_and(|e| e.to_string().contains("not known"))
+    {
+        cases::RESOLVER_ANSWERS.store(false, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("mta_truth: the resolver gives no NXDOMAIN for nxdomain.invalid ({lookup:?}): the no-such-domain case is left out");
+    }
 
     let runs: Vec<_> = mtas
         .iter()

@@ -233,6 +233,12 @@ pub fn groups(mta: &str) -> Vec<Vec<&'static Case>> {
     out
 }
 
+/// Whether the system resolver says a `.invalid` name does not exist (the
+/// MTAs ask it for `nxdomain.invalid`); without a DNS server it can only say
+/// "try again", and the no-such-domain case is left out.
+pub static RESOLVER_ANSWERS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
 /// Whether an MTA can act a case out. UTF-8 addresses need SMTPUTF8:
 /// OpenSMTPD 6.8 has none (it refuses them, 501 5.1.3) and Debian builds
 /// Sendmail without USE_EAI (555 5.5.4 SMTPUTF8 parameter unrecognized).
@@ -242,6 +248,9 @@ pub fn groups(mta: &str) -> Vec<Vec<&'static Case>> {
 /// makes cannot be told from one. A refused connection puts its route on a
 /// back-off of minutes, so neither a warning nor expiry comes in time.
 pub fn applies(mta: &str, c: &Case) -> bool {
+    if c.act == NoSuchDomain && !RESOLVER_ANSWERS.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     match mta {
         "opensmtpd" => !c.utf8 && !matches!(c.act, TooLarge | RelayDenied | ConnectionRefused),
         "sendmail" => !c.utf8,
