@@ -256,6 +256,8 @@ fn free_port() -> u16 {
 
 async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     let work = root.join("run").join(&name);
+    // an instance a killed run left behind
+    let _ = mta_sh(&["mta_stop", &name, &work.join("mta").to_string_lossy()]);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let peer = peer::Peer::start(&work.join("peer-maildir"))
