@@ -6,6 +6,7 @@
 #   mta_provision DIR        # unpack/install what is missing; exports
 #                            # INMAIL_TEST_MTA_DIR, INMAIL_TEST_MTAS, INMAIL_TEST_MTA_SH
 #   mta_start NAME WORK PEER_PORT SMTP_PORT STRICT_PORT CLOSED_PORT
+#   mta_kick NAME WORK       # a queue run now (OpenSMTPD), else nothing
 #   mta_stop NAME WORK
 #
 # Debian's MTA packages conflict with one another (each provides
@@ -28,6 +29,8 @@
 #   local.test        -> local delivery, where no user exists: the MTA's own
 #                        "unknown user"
 # Bounces go to bounces@sender.test, which the peer stores in a maildir.
+# Outside DIR, only the daemons' users are created, and for OpenSMTPD the
+# (empty) mount points /var/spool/smtpd and /var/lib/opensmtpd/empty.
 # Retry and queue lifetimes are seconds, so delay warnings and expiry happen
 # within the test.
 
