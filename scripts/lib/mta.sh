@@ -148,6 +148,20 @@ _mta_version() {
     echo "${v:-?}"
 }
 
+# OpenSMTPD needs a mount namespace and Sendmail a UTS namespace (see their
+# start functions): a container without CAP_SYS_ADMIN has neither.
+_mta_can_run() {
+    local flag
+    case $1 in
+    opensmtpd) flag=--mount ;;
+    sendmail) flag=--uts ;;
+    *) return 0 ;;
+    esac
+    command -v unshare >/dev/null 2>&1 && unshare "$flag" true 2>/dev/null && return 0
+    _mta_log "$1: cannot make a namespace (unshare $flag)"
+    return 1
+}
+
 mta_provision() {
     local dir=${1:?usage: mta_provision DIR} name available=()
     mkdir -p "$dir"
@@ -156,7 +170,7 @@ mta_provision() {
         _mta_log "not root: the MTAs cannot be provisioned"
     else
         for name in ${INMAIL_TEST_MTA_ONLY:-$MTA_ALL}; do
-            if _mta_unpack "$name" "$dir" && _mta_users "$name"; then
+            if _mta_can_run "$name" && _mta_unpack "$name" "$dir" && _mta_users "$name"; then
                 available+=("$name")
                 _mta_version "$name" "$dir/$name/root" >"$dir/$name/mta-version"
                 echo "mta.sh: $name $(cat "$dir/$name/mta-version") (Debian $(cat "$dir/$name/version"))" >&2
