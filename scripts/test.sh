@@ -30,6 +30,12 @@ set +e
 cargo test --locked --lib --bins --tests -- --test-threads="${INMAIL_TEST_THREADS:-4}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+# the real-MTA truth set's scores (tests/mta_truth.rs writes them)
+if [ -s target/mta/scores.md ]; then
+    echo "real-MTA truth set (tests/mta_truth.rs):"
+    cat target/mta/scores.md
+    rm -f target/mta/scores.md
+fi
 # one closing line for the whole suite, summed over every test binary
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "inmail: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 rm -f "$log"
