@@ -67,6 +67,8 @@ pub struct Metrics {
     pub intake_backlog: Gauge,
     pub qualification_queue: Gauge,
     pub source_up: Family<MailboxLabels, Gauge>,
+    pub source_skipped: Family<MailboxLabels, Counter>,
+    pub source_set_aside: Family<MailboxLabels, Gauge>,
     pub http_requests: Family<RouteStatusLabels, Counter>,
     pub http_request_duration: HistogramFamily<RouteLabels>,
 }
@@ -93,6 +95,8 @@ impl Metrics {
             intake_backlog: Gauge::default(),
             qualification_queue: Gauge::default(),
             source_up: Family::default(),
+            source_skipped: Family::default(),
+            source_set_aside: Family::default(),
             http_requests: Family::default(),
             http_request_duration: Family::new_with_constructor(request_histogram),
             registry: Registry::default(),
@@ -128,6 +132,16 @@ impl Metrics {
             m.source_up.clone(),
         );
         registry.register(
+            "inmail_source_skipped_messages",
+            "Messages a drain could not take (unreadable file, refused or stalled fetch), by mailbox",
+            m.source_skipped.clone(),
+        );
+        registry.register(
+            "inmail_source_set_aside",
+            "Messages set aside until their slow retry, by mailbox",
+            m.source_set_aside.clone(),
+        );
+        registry.register(
             "inmail_http_requests",
             "HTTP requests answered, by route template and status",
             m.http_requests.clone(),
@@ -160,6 +174,20 @@ impl Metrics {
                 mailbox: mailbox.to_owned(),
             })
             .set(i64::from(up));
+    }
+
+    /// What one drain of `mailbox` could not take, and how many of its
+    /// messages wait for their slow retry.
+    pub fn record_drain(&self, mailbox: &str, skipped: usize, set_aside: usize) {
+        let labels = MailboxLabels {
+            mailbox: mailbox.to_owned(),
+        };
+        self.source_skipped
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(skipped).unwrap_or(u64::MAX));
+        self.source_set_aside
+            .get_or_create(&labels)
+            .set(i64::try_from(set_aside).unwrap_or(i64::MAX));
     }
 
     /// One failed recipient qualified and applied (a bounce recipient or a

@@ -598,6 +598,7 @@ async fn fetch_loop(
             Ok(s) => {
                 health.up();
                 metrics.set_source_up(&name, true);
+                metrics.record_drain(&name, s.skipped, source.set_aside_count());
                 retry.reset();
                 if s.stored + s.duplicates + s.skipped > 0 {
                     tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = source.set_aside_count(), "fetched");

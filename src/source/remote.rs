@@ -957,6 +957,9 @@ impl RemoteSource {
             match result {
                 Ok(s) => {
                     state.up();
+                    if let Some(m) = &self.metrics {
+                        m.record_drain(&name, s.skipped, self.set_aside.len());
+                    }
                     retry.reset();
                     if s.stored + s.duplicates + s.vanished + s.skipped > 0 {
                         tracing::info!(mailbox = %name, kind, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = self.set_aside.len(), "fetched");
