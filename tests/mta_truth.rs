@@ -263,32 +263,44 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     let peer = peer::Peer::start(&work.join("peer-maildir"))
         .await
         .map_err(|e| format!("peer: {e}"))?;
-    let (port, strict, closed) = (free_port(), free_port(), free_port());
-    let args: Vec<String> = vec![
-        "mta_start".into(),
-        name.clone(),
-        work.join("mta").to_string_lossy().into_owned(),
-        peer.port.to_string(),
-        port.to_string(),
-        strict.to_string(),
-        closed.to_string(),
-    ];
-    let started = tokio::task::spawn_blocking(move || {
-        mta_sh(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("bash: {e}"))?;
-    let _running = Running {
-        name: name.clone(),
-        work: work.join("mta"),
+    // A port chosen free may be taken by the time the MTA binds it (the other
+    // MTAs' connections use the same range): a few attempts with new ports.
+    let mut attempt = 0;
+    let (port, _running) = loop {
+        attempt += 1;
+        let (port, strict, closed) = (free_port(), free_port(), free_port());
+        let mta_work = work.join("mta");
+        let _ = std::fs::remove_dir_all(&mta_work);
+        let args: Vec<String> = vec![
+            "mta_start".into(),
+            name.clone(),
+            mta_work.to_string_lossy().into_owned(),
+            peer.port.to_string(),
+            port.to_string(),
+            strict.to_string(),
+            closed.to_string(),
+        ];
+        let started = tokio::task::spawn_blocking(move || {
+            mta_sh(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("bash: {e}"))?;
+        let running = Running {
+            name: name.clone(),
+            work: mta_work,
+        };
+        if started.status.success() {
+            break (port, running);
+        }
+        drop(running);
+        if attempt == 3 {
+            return Err(format!(
+                "{name} did not start: {}",
+                String::from_utf8_lossy(&started.stderr)
+            ));
+        }
     };
-    if !started.status.success() {
-        return Err(format!(
-            "{name} did not start: {}",
-            String::from_utf8_lossy(&started.stderr)
-        ));
-    }
 
     let groups = cases::groups(&name);
     let mut wanted: BTreeSet<(usize, Phase)> = BTreeSet::new();
