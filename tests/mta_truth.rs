@@ -14,8 +14,10 @@
 //! Environment (set by `scripts/test.sh` through `mta_provision`):
 //! `INMAIL_TEST_MTAS` (the MTAs to run), `INMAIL_TEST_MTA_DIR`,
 //! `INMAIL_TEST_MTA_SH`. Optional: `INMAIL_TEST_MTA_SAVE=DIR` keeps a copy of
-//! every bounce as `DIR/<mta>/<message>-<phase>-<cases>.eml`, and
-//! `INMAIL_TEST_MTA_REPORT=FILE` writes the failing cases as Markdown.
+//! every bounce as `DIR/<mta>/<message>-<phase>-<cases>.eml`,
+//! `INMAIL_TEST_MTA_REPORT=FILE` writes the failing cases as Markdown, and
+//! `INMAIL_TEST_MTA_WRITE_GAPS=1` rewrites `tests/mta/known_gaps.txt` with
+//! this run's failures (after a change to the engine: review the diff).
 
 #[path = "mta/cases.rs"]
 mod cases;
@@ -263,32 +265,44 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     let peer = peer::Peer::start(&work.join("peer-maildir"))
         .await
         .map_err(|e| format!("peer: {e}"))?;
-    let (port, strict, closed) = (free_port(), free_port(), free_port());
-    let args: Vec<String> = vec![
-        "mta_start".into(),
-        name.clone(),
-        work.join("mta").to_string_lossy().into_owned(),
-        peer.port.to_string(),
-        port.to_string(),
-        strict.to_string(),
-        closed.to_string(),
-    ];
-    let started = tokio::task::spawn_blocking(move || {
-        mta_sh(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("bash: {e}"))?;
-    let _running = Running {
-        name: name.clone(),
-        work: work.join("mta"),
+    // A port chosen free may be taken by the time the MTA binds it (the other
+    // MTAs' connections use the same range): a few attempts with new ports.
+    let mut attempt = 0;
+    let (port, _running) = loop {
+        attempt += 1;
+        let (port, strict, closed) = (free_port(), free_port(), free_port());
+        let mta_work = work.join("mta");
+        let _ = std::fs::remove_dir_all(&mta_work);
+        let args: Vec<String> = vec![
+            "mta_start".into(),
+            name.clone(),
+            mta_work.to_string_lossy().into_owned(),
+            peer.port.to_string(),
+            port.to_string(),
+            strict.to_string(),
+            closed.to_string(),
+        ];
+        let started = tokio::task::spawn_blocking(move || {
+            mta_sh(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("bash: {e}"))?;
+        let running = Running {
+            name: name.clone(),
+            work: mta_work,
+        };
+        if started.status.success() {
+            break (port, running);
+        }
+        drop(running);
+        if attempt == 3 {
+            return Err(format!(
+                "{name} did not start: {}",
+                String::from_utf8_lossy(&started.stderr)
+            ));
+        }
     };
-    if !started.status.success() {
-        return Err(format!(
-            "{name} did not start: {}",
-            String::from_utf8_lossy(&started.stderr)
-        ));
-    }
 
     let groups = cases::groups(&name);
     let mut wanted: BTreeSet<(usize, Phase)> = BTreeSet::new();
@@ -480,9 +494,63 @@ fn got_for(v: &Value, addr: &str) -> Got {
 
 type Key = (String, String, String);
 
+fn known_gaps_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mta/known_gaps.txt")
+}
+
+/// Rewrites `known_gaps.txt` with this run's failures, keeping the comment
+/// lines and the "varies:" entries (`INMAIL_TEST_MTA_WRITE_GAPS=1`, after a
+/// change to the engine).
+fn write_known_gaps(outcomes: &[Outcome]) {
+    let path = known_gaps_path();
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut text: String = old
+        .lines()
+        .filter(|l| l.starts_with('#') || l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let kept: Vec<&str> = old.lines().filter(|l| l.contains("# varies:")).collect();
+    let show = |s: Option<&str>| s.unwrap_or("-").to_string();
+    for o in outcomes.iter().filter(|o| !o.passed()) {
+        let key = o.key();
+        if kept.iter().any(|l| {
+            let mut w = l.split_whitespace();
+            (w.next(), w.next(), w.next()) == (Some(&key.0), Some(&key.1), Some(&key.2))
+        }) {
+            continue;
+        }
+        let got = if o.got.found {
+            format!(
+                "{} / {} / {} / {}",
+                show(o.got.status.as_deref()),
+                show(o.got.bounce_type.as_deref()),
+                show(o.got.reason.as_deref()),
+                show(o.got.category.as_deref())
+            )
+        } else {
+            "no such recipient in the bounce".to_string()
+        };
+        let _ = writeln!(
+            text,
+            "{:<9} {} {:<5}  # expected {} / {} / {} / {}; got {got}",
+            key.0,
+            key.1,
+            key.2,
+            o.expected.status.as_deref().unwrap_or("(not scored)"),
+            o.expected.bounce_type,
+            o.expected.reason,
+            o.expected.category,
+        );
+    }
+    for l in kept {
+        let _ = writeln!(text, "{l}");
+    }
+    let _ = std::fs::write(path, text);
+}
+
 /// The known gaps, and among them those whose bounce varies with timing.
 fn known_gaps() -> (BTreeSet<Key>, BTreeSet<Key>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mta/known_gaps.txt");
+    let path = known_gaps_path();
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let mut gaps = BTreeSet::new();
     let mut varying = BTreeSet::new();
@@ -672,6 +740,9 @@ async fn every_bounce_a_real_mta_sends_is_qualified_as_the_cause_that_was_acted_
         }
     }
 
+    if std::env::var_os("INMAIL_TEST_MTA_WRITE_GAPS").is_some() {
+        write_known_gaps(&outcomes);
+    }
     let (gaps, varying) = known_gaps();
     let scores = report(&outcomes, &format!("MTAs: {versions}"));
     eprintln!("{scores}");

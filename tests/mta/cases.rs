@@ -12,10 +12,11 @@
 //!   expected `type` and `reason` are that category's defaults
 //!   (`Category::default_verdict`), which is the project's written policy.
 //! - `status` is the most specific enhanced code the bounce carries for the
-//!   recipient: the remote server's when its reply has one, else the class of
-//!   its reply code (`5.0.0` / `4.0.0`, what Postfix, Exim and Sendmail put in
-//!   `Status:` for a bare reply); for failures an MTA makes itself, the code
-//!   that MTA's documentation or source gives ([`made_status`]).
+//!   recipient: the remote server's when its reply has one, else what the MTA
+//!   writes in `Status:` for a bare reply (the class, `5.0.0` / `4.0.0`, for
+//!   Postfix, Exim and OpenSMTPD; Sendmail's own mapping); for failures an
+//!   MTA makes itself, the code that MTA's documentation or source gives
+//!   ([`made_status`]).
 //! - A temporary reply is repeated until the queue lifetime runs out: the MTA
 //!   first sends a delay warning (expected: type soft, category `delayed`, or
 //!   the cause's category when the cause is on the sender's side, reason the
@@ -188,6 +189,21 @@ pub const CASES: &[Case] = &[
     case("t068", RelayDenied, C::RelayDenied, "the same MTA's second listener, which relays for no client"),
     case("t069", TooLarge, C::MessageTooLarge, "the same MTA's second listener, limited to 4000-byte messages"),
     case("t070", UnknownLocalUser, C::UserUnknown, "as t065, in a message with several recipients"),
+    // --- the sender, not the recipient: words a recipient rule could match
+    case("t071", Rcpt("550 5.1.0 <bounces@sender.test>: Sender address rejected: User unknown in local recipient table"), C::SenderRejected, POSTFIX),
+    case("t072", Rcpt("550-Verification failed for <bounces@sender.test>\nUnrouteable address\nSender verify failed"), C::SenderRejected, "Exim 4.96 ACL verify = sender, the reply it gives when the sender does not verify"),
+    case("t073", Rcpt("550 5.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.1]"), C::MissingPtr, POSTFIX),
+    case("t074", Rcpt("550 5.7.1 Rejected: 127.0.0.1 listed at zen.spamhaus.org"), C::Blocked, "Sendmail cf/README, FEATURE(dnsbl) default reply"),
+    case("t075", Rcpt("550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP."), C::Blocked, MS),
+    case("t076", Rcpt("550 5.7.511 Access denied, banned sender[127.0.0.1]. To request removal from this list please forward this message to delist@microsoft.com."), C::Blocked, MS),
+    case("t077", Rcpt("550 5.2.2 Submission quota exceeded"), C::RateLimited, "Microsoft Learn, Exchange Online NDR 5.2.2 (the sender exceeded its recipient or message rate limit)"),
+    case("t078", Rcpt("554 5.7.1 <rcpt@peer.test>: Recipient address rejected: Access denied"), C::PolicyViolation, POSTFIX),
+    case("t079", Rcpt("552 5.2.3 Message length exceeds administrative limit"), C::MessageTooLarge, RFC3463),
+    case("t080", Rcpt("554 5.4.6 Routing loop detected"), C::SystemError, RFC3463),
+    case("t081", Temp("452 4.5.3 Too many recipients"), C::RateLimited, "RFC 5321 section 4.5.3.1.10 (452 too many recipients) and RFC 3463 X.5.3"),
+    case("t082", Temp("450 4.1.8 <bounces@sender.test>: Sender address rejected: Domain not found"), C::SenderRejected, POSTFIX),
+    case("t083", Temp("452 4.3.1 Insufficient system storage"), C::Expired, POSTFIX),
+    case("t084", Temp("451 Temporary local problem - please try later"), C::Expired, "Exim 4.96, reply when a check it needs fails for now (acl.c)"),
 ];
 
 /// The messages: which cases share one, in sending order. Permanent failures
@@ -271,14 +287,20 @@ pub fn reports_expiry(mta: &str) -> bool {
 pub fn expected_status(mta: &str, c: &Case, final_bounce: bool) -> Option<String> {
     if let Some(reply) = c.act.reply() {
         let status = reply_status(reply);
-        if mta == "sendmail" && status.ends_with(".0.0") {
-            // Sendmail gives a bare reply a code of its own (deliver.c,
-            // smtptodsn()), and writes it in the DSN's Status field
-            if let Some(s) = sendmail_code(&reply[..3]) {
-                return Some(s.to_string());
-            }
+        if !status.ends_with(".0.0") {
+            return Some(status);
         }
-        return Some(status);
+        // a bare reply: the code the MTA writes in its Status field
+        let expired = c.act.temporary() && final_bounce;
+        return Some(match mta {
+            // Sendmail maps the reply code (deliver.c, smtptodsn()) and says
+            // 4.4.7 when the queue lifetime ran out
+            "sendmail" if expired => "4.4.7".to_string(),
+            "sendmail" => sendmail_code(&reply[..3]).map_or(status, str::to_string),
+            // Exim's failure report says 5.0.0, whatever the last reply
+            "exim" if expired => "5.0.0".to_string(),
+            _ => status,
+        });
     }
     made_status(mta, c.act, final_bounce).map(str::to_string)
 }
@@ -313,6 +335,7 @@ fn sendmail_code(code: &str) -> Option<&'static str> {
         "551" => Some("5.1.6"),
         "552" => Some("5.2.2"),
         "553" => Some("5.1.3"),
+        "451" => Some("4.3.0"),
         _ => None,
     }
 }
