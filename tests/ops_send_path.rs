@@ -605,3 +605,64 @@ async fn a_manual_status_change_is_audited_with_its_actor(pool: PgPool) {
         })
     ));
 }
+
+/// The write operations' throughput, without HTTP: 50,000 deliveries
+/// registered in batches of 10,000, then 20,000 synchronous failures of
+/// those deliveries (hard, soft, sender-side and unexplained replies) in
+/// batches of `INMAIL_BENCH_BATCH` (1,000 by default). Run with
+/// `cargo test --release --test ops_send_path -- --ignored bench --nocapture`.
+#[sqlx::test(migrations = "./migrations")]
+#[ignore]
+async fn bench_register_and_sync_failures(pool: PgPool) {
+    const DELIVERIES: usize = 50_000;
+    const FAILURES: usize = 20_000;
+    let batch: usize = std::env::var("INMAIL_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1000);
+    let s = store(pool);
+    let address = |i: usize| format!("user{i}@d{}.example", i % 50);
+    let items: Vec<NewDelivery> = (0..DELIVERIES)
+        .map(|i| delivery(&format!("<m{i}@bench>"), &address(i), &format!("trk-{i}")))
+        .collect();
+    let start = std::time::Instant::now();
+    for chunk in items.chunks(10_000) {
+        let r = register_deliveries(&s, chunk.to_vec(), t0()).await.unwrap();
+        assert_eq!(r.accepted, chunk.len() as u64);
+    }
+    let register = start.elapsed();
+    let replies = [
+        USER_UNKNOWN,
+        MAILBOX_FULL,
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        "550 the gnomes refused {addr}",
+    ];
+    let failures: Vec<SyncFailure> = (0..FAILURES)
+        .map(|i| {
+            let a = address(i);
+            let mut f = failure(
+                &a,
+                &format!("trk-{i}"),
+                reply(replies[i % replies.len()], &a),
+            );
+            f.id = Some(format!("f{i}"));
+            f
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for chunk in failures.chunks(batch) {
+        let r = record_sync_failures(&s, &RULES, chunk.to_vec(), hours(1))
+            .await
+            .unwrap();
+        assert_eq!(r.len(), chunk.len());
+    }
+    let sync = start.elapsed();
+    println!(
+        "BENCH ops: register {DELIVERIES} deliveries in batches of 10000: {:.2}s = {:.0} rows/s; \
+         {FAILURES} sync failures in batches of {batch}: {:.2}s = {:.0} failures/s",
+        register.as_secs_f64(),
+        DELIVERIES as f64 / register.as_secs_f64(),
+        sync.as_secs_f64(),
+        FAILURES as f64 / sync.as_secs_f64(),
+    );
+}
