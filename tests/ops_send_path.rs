@@ -666,3 +666,88 @@ async fn bench_register_and_sync_failures(pool: PgPool) {
         FAILURES as f64 / sync.as_secs_f64(),
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_sender_side_refusal_is_counted_per_domain_not_against_the_address(pool: PgPool) {
+    let s = store(pool.clone());
+    register_deliveries(&s, vec![delivery("m-n", "ned@example.org", "tn")], t0())
+        .await
+        .unwrap();
+    let r = record_sync_failures(
+        &s,
+        &RULES,
+        vec![failure(
+            "ned@example.org",
+            "tn",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+                .into(),
+        )],
+        hours(1),
+    )
+    .await
+    .unwrap();
+    assert!(r[0].category.sender_side(), "{:?}", r[0]);
+    assert!(!r[0].counted, "{:?}", r[0]);
+    assert_eq!(
+        (r[0].status_after, r[0].error_count),
+        (AddressStatus::Valid, 0)
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT sum(count)::int8 FROM domain_sender_failures WHERE domain = 'example.org'"
+        )
+        .await,
+        1
+    );
+}
+
+/// The migration that makes (message_id, address) unique merges the
+/// duplicates an earlier double import left: the most informative row stays
+/// and the audit trail points at it.
+#[sqlx::test(migrations = false)]
+async fn the_unique_index_migration_merges_existing_duplicates(pool: PgPool) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let (before, after): (Vec<_>, Vec<_>) = files.into_iter().partition(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n < "20261201000010")
+    });
+    let run = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    for p in &before {
+        sqlx::raw_sql(&run(p)).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO delivery_logs (id, address, message_id, sent_at, status) VALUES
+           (1, 'a@x.org', 'm1', '2025-01-01', 'sent'),
+           (2, 'a@x.org', 'm1', '2025-01-02', 'failed'),
+           (3, 'a@x.org', 'm1', '2025-01-03', 'sent'),
+           (4, 'b@x.org', 'm1', '2025-01-01', 'sent'),
+           (5, 'c@x.org', NULL, '2025-01-01', 'sent'),
+           (6, 'c@x.org', NULL, '2025-01-01', 'sent');
+         INSERT INTO bounce_events (occurred_at, kind, address, domain, delivery_log_id, correlation,
+                                    status_before, status_after, count_before, count_after)
+         VALUES (now(), 'bounce', 'a@x.org', 'x.org', 3, 'message_id', 'valid', 'valid', 0, 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for p in &after {
+        sqlx::raw_sql(&run(p)).execute(&pool).await.unwrap();
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM delivery_logs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![2, 4, 5, 6]);
+    let linked: i64 = sqlx::query_scalar("SELECT delivery_log_id FROM bounce_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(linked, 2);
+}
