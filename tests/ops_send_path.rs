@@ -751,3 +751,74 @@ async fn the_unique_index_migration_merges_existing_duplicates(pool: PgPool) {
         .unwrap();
     assert_eq!(linked, 2);
 }
+
+/// Concurrent requests with the same deliveries and the same failure ids
+/// neither deadlock nor apply anything twice.
+#[sqlx::test(migrations = "./migrations")]
+async fn concurrent_repeats_apply_once(pool: PgPool) {
+    const N: usize = 500;
+    let s = store(pool.clone());
+    let items: Vec<NewDelivery> = (0..N)
+        .map(|i| {
+            delivery(
+                &format!("m{i}"),
+                &format!("u{i}@example.org"),
+                &format!("t{i}"),
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let (s, mut batch) = (s.clone(), items.clone());
+        if k % 2 == 1 {
+            batch.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            register_deliveries(&s, batch, t0()).await.unwrap()
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.accepted + r.duplicates, N as u64);
+        accepted += r.accepted;
+    }
+    assert_eq!(accepted, N as u64);
+
+    let failures: Vec<SyncFailure> = (0..N)
+        .map(|i| {
+            let a = format!("u{i}@example.org");
+            let mut f = failure(&a, &format!("t{i}"), reply(MAILBOX_FULL, &a));
+            f.id = Some(format!("f{i}"));
+            f
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let (s, mut batch) = (s.clone(), failures.clone());
+        if k % 2 == 1 {
+            batch.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut r = record_sync_failures(&s, &RULES, batch, hours(1))
+                .await
+                .unwrap();
+            if k % 2 == 1 {
+                r.reverse();
+            }
+            r
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    assert!(results[0].iter().all(|r| r.counted && r.error_count == 1));
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM bounce_events").await,
+        N as i64
+    );
+}
