@@ -15,6 +15,25 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+/// The property names of schema `name` in `/openapi.json`.
+async fn schema_keys(s: &TestServer, name: &str) -> Vec<String> {
+    let doc = s.get("/openapi.json", None).await.body;
+    let mut keys: Vec<String> = doc["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {name}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn object_keys(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
 async fn event_count(s: &TestServer, address: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM bounce_events WHERE address = $1")
         .bind(address)
@@ -34,6 +53,16 @@ async fn deliveries_are_idempotent_and_a_bad_item_rejects_the_whole_batch(pool: 
     let a = s.post("/v1/deliveries", Some(WRITE), &batch).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.body, json!({"accepted": 3, "duplicates": 0}));
+    assert_eq!(
+        schema_keys(&s, "RegisterSummary").await,
+        object_keys(&a.body)
+    );
+    let mut sent = object_keys(&batch[0]);
+    sent.extend(object_keys(&batch[1]));
+    sent.extend(object_keys(&batch[2]));
+    sent.sort();
+    sent.dedup();
+    assert_eq!(schema_keys(&s, "NewDelivery").await, sent);
     let a = s.post("/v1/deliveries", Some(WRITE), &batch).await;
     assert_eq!(
         a.body,
@@ -130,6 +159,8 @@ async fn a_failure_is_qualified_like_a_bounce_and_a_repeated_id_changes_nothing(
     assert_eq!(r["status_after"], "quarantined");
     assert_eq!(r["error_count"], 1);
     let events = event_count(&s, "gone@example.com").await;
+    // the OpenAPI document describes what is really returned
+    assert_eq!(schema_keys(&s, "SyncFailureResult").await, object_keys(r));
 
     let again = s.post("/v1/failures", Some(WRITE), &failure).await;
     assert_eq!(again.body, a.body, "the first result, again");
@@ -290,6 +321,7 @@ async fn a_soft_failure_is_due_for_retry_until_a_later_delivery_ends_it(pool: Pg
     assert_eq!(rows[0]["address"], "full@example.com");
     assert_eq!(rows[0]["message_id"], "m1@sender.example");
     assert_eq!(rows[0]["type"], "soft");
+    assert_eq!(schema_keys(&s, "DueRetry").await, object_keys(&rows[0]));
     // nothing is due yet right now
     let a = s.get("/v1/retries", Some(READ)).await;
     assert_eq!(a.body, json!([]), "{}", a.text);

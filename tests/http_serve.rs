@@ -182,3 +182,72 @@ fn bad_http_settings_are_refused_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The daemon's counters come from where things happen: the pipeline after
+/// each commit, the source as it goes up; `run` serves them on its API.
+#[tokio::test]
+async fn the_running_daemon_feeds_its_metrics_from_the_pipeline_and_the_sources() {
+    use inmail::config::{MailboxSettings, Settings};
+    let url = common::fresh_database("http_metrics").await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    inmail::store::Store::from_pool(pool.clone(), Default::default())
+        .import_deliveries_csv(common::deliveries_csv(0..3).as_bytes(), chrono::Utc::now())
+        .await
+        .expect("deliveries");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md = dir.path().join("Maildir");
+    common::make_maildir(&md);
+    let mut s = Settings::default();
+    s.daemon.workers = 1;
+    s.mailboxes.push(MailboxSettings {
+        poll_interval_secs: Some(1),
+        ..MailboxSettings::maildir("bounces", &md)
+    });
+    let store = inmail::store::Store::from_pool(pool.clone(), Default::default());
+    let app = inmail::startup::App::build_with_store(s, store, inmail::pipeline::system_clock())
+        .await
+        .expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(app.run_with_listener(Some(listener), stop.clone()));
+    for i in 0..3 {
+        common::deliver(&md, &format!("m{i}.host"), &common::dsn(i));
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = match client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains("inmail_messages_processed_total{kind=\"dsn\"} 3") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never processed:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        text.contains("inmail_source_up{mailbox=\"bounces\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("inmail_recipient_results_total{type=\"hard\",reason=\"user_unknown\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("inmail_address_transitions_total{to=\"quarantined\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("inmail_intake_backlog 0"), "{text}");
+    stop.cancel();
+    run.await.expect("join").expect("run");
+    pool.close().await;
+    common::drop_database(&url).await;
+}

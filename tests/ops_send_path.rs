@@ -605,3 +605,220 @@ async fn a_manual_status_change_is_audited_with_its_actor(pool: PgPool) {
         })
     ));
 }
+
+/// The write operations' throughput, without HTTP: 50,000 deliveries
+/// registered in batches of 10,000, then 20,000 synchronous failures of
+/// those deliveries (hard, soft, sender-side and unexplained replies) in
+/// batches of `INMAIL_BENCH_BATCH` (1,000 by default). Run with
+/// `cargo test --release --test ops_send_path -- --ignored bench --nocapture`.
+#[sqlx::test(migrations = "./migrations")]
+#[ignore]
+async fn bench_register_and_sync_failures(pool: PgPool) {
+    const DELIVERIES: usize = 50_000;
+    const FAILURES: usize = 20_000;
+    let batch: usize = std::env::var("INMAIL_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1000);
+    let s = store(pool);
+    let address = |i: usize| format!("user{i}@d{}.example", i % 50);
+    let items: Vec<NewDelivery> = (0..DELIVERIES)
+        .map(|i| delivery(&format!("<m{i}@bench>"), &address(i), &format!("trk-{i}")))
+        .collect();
+    let start = std::time::Instant::now();
+    for chunk in items.chunks(10_000) {
+        let r = register_deliveries(&s, chunk.to_vec(), t0()).await.unwrap();
+        assert_eq!(r.accepted, chunk.len() as u64);
+    }
+    let register = start.elapsed();
+    let replies = [
+        USER_UNKNOWN,
+        MAILBOX_FULL,
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        "550 the gnomes refused {addr}",
+    ];
+    let failures: Vec<SyncFailure> = (0..FAILURES)
+        .map(|i| {
+            let a = address(i);
+            let mut f = failure(
+                &a,
+                &format!("trk-{i}"),
+                reply(replies[i % replies.len()], &a),
+            );
+            f.id = Some(format!("f{i}"));
+            f
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for chunk in failures.chunks(batch) {
+        let r = record_sync_failures(&s, &RULES, chunk.to_vec(), hours(1))
+            .await
+            .unwrap();
+        assert_eq!(r.len(), chunk.len());
+    }
+    let sync = start.elapsed();
+    println!(
+        "BENCH ops: register {DELIVERIES} deliveries in batches of 10000: {:.2}s = {:.0} rows/s; \
+         {FAILURES} sync failures in batches of {batch}: {:.2}s = {:.0} failures/s",
+        register.as_secs_f64(),
+        DELIVERIES as f64 / register.as_secs_f64(),
+        sync.as_secs_f64(),
+        FAILURES as f64 / sync.as_secs_f64(),
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_sender_side_refusal_is_counted_per_domain_not_against_the_address(pool: PgPool) {
+    let s = store(pool.clone());
+    register_deliveries(&s, vec![delivery("m-n", "ned@example.org", "tn")], t0())
+        .await
+        .unwrap();
+    let r = record_sync_failures(
+        &s,
+        &RULES,
+        vec![failure(
+            "ned@example.org",
+            "tn",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+                .into(),
+        )],
+        hours(1),
+    )
+    .await
+    .unwrap();
+    assert!(r[0].category.sender_side(), "{:?}", r[0]);
+    assert!(!r[0].counted, "{:?}", r[0]);
+    assert_eq!(
+        (r[0].status_after, r[0].error_count),
+        (AddressStatus::Valid, 0)
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT sum(count)::int8 FROM domain_sender_failures WHERE domain = 'example.org'"
+        )
+        .await,
+        1
+    );
+}
+
+/// The migration that makes (message_id, address) unique merges the
+/// duplicates an earlier double import left: the most informative row stays
+/// and the audit trail points at it.
+#[sqlx::test(migrations = false)]
+async fn the_unique_index_migration_merges_existing_duplicates(pool: PgPool) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let (before, after): (Vec<_>, Vec<_>) = files.into_iter().partition(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n < "20261201000010")
+    });
+    let run = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    for p in &before {
+        sqlx::raw_sql(&run(p)).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO delivery_logs (id, address, message_id, sent_at, status) VALUES
+           (1, 'a@x.org', 'm1', '2025-01-01', 'sent'),
+           (2, 'a@x.org', 'm1', '2025-01-02', 'failed'),
+           (3, 'a@x.org', 'm1', '2025-01-03', 'sent'),
+           (4, 'b@x.org', 'm1', '2025-01-01', 'sent'),
+           (5, 'c@x.org', NULL, '2025-01-01', 'sent'),
+           (6, 'c@x.org', NULL, '2025-01-01', 'sent');
+         INSERT INTO bounce_events (occurred_at, kind, address, domain, delivery_log_id, correlation,
+                                    status_before, status_after, count_before, count_after)
+         VALUES (now(), 'bounce', 'a@x.org', 'x.org', 3, 'message_id', 'valid', 'valid', 0, 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for p in &after {
+        sqlx::raw_sql(&run(p)).execute(&pool).await.unwrap();
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM delivery_logs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![2, 4, 5, 6]);
+    let linked: i64 = sqlx::query_scalar("SELECT delivery_log_id FROM bounce_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(linked, 2);
+}
+
+/// Concurrent requests with the same deliveries and the same failure ids
+/// neither deadlock nor apply anything twice.
+#[sqlx::test(migrations = "./migrations")]
+async fn concurrent_repeats_apply_once(pool: PgPool) {
+    const N: usize = 500;
+    let s = store(pool.clone());
+    let items: Vec<NewDelivery> = (0..N)
+        .map(|i| {
+            delivery(
+                &format!("m{i}"),
+                &format!("u{i}@example.org"),
+                &format!("t{i}"),
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let (s, mut batch) = (s.clone(), items.clone());
+        if k % 2 == 1 {
+            batch.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            register_deliveries(&s, batch, t0()).await.unwrap()
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.accepted + r.duplicates, N as u64);
+        accepted += r.accepted;
+    }
+    assert_eq!(accepted, N as u64);
+
+    let failures: Vec<SyncFailure> = (0..N)
+        .map(|i| {
+            let a = format!("u{i}@example.org");
+            let mut f = failure(&a, &format!("t{i}"), reply(MAILBOX_FULL, &a));
+            f.id = Some(format!("f{i}"));
+            f
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let (s, mut batch) = (s.clone(), failures.clone());
+        if k % 2 == 1 {
+            batch.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut r = record_sync_failures(&s, &RULES, batch, hours(1))
+                .await
+                .unwrap();
+            if k % 2 == 1 {
+                r.reverse();
+            }
+            r
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    assert!(results[0].iter().all(|r| r.counted && r.error_count == 1));
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM bounce_events").await,
+        N as i64
+    );
+}

@@ -320,7 +320,9 @@ async fn set_status(
     status: AddressStatus,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i32> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     let info = ops::status::set_status(
         store,
         address,

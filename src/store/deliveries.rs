@@ -187,15 +187,22 @@ pub(crate) async fn insert_logs(
         .collect();
     if !missing.is_empty() {
         let missing: Vec<&str> = missing.into_iter().collect();
-        let ids: Vec<(i64, String)> = sqlx::query_as(
+        // DO NOTHING, not an update: an existing delivery's row stays
+        // unlocked, so concurrent registrations of one sending run side by side.
+        sqlx::query(
             "INSERT INTO deliveries (name) SELECT unnest($1::text[]) ORDER BY 1
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-             RETURNING id, name",
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(&missing)
-        .fetch_all(&mut *conn)
+        .execute(&mut *conn)
         .await
         .ctx("creating deliveries")?;
+        let ids: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM deliveries WHERE name = ANY($1)")
+                .bind(&missing)
+                .fetch_all(&mut *conn)
+                .await
+                .ctx("reading deliveries")?;
         names.extend(ids.into_iter().map(|(id, name)| (name, id)));
     }
     let delivery_ids: Vec<Option<i64>> = rows
