@@ -859,6 +859,9 @@ mod tests {
             ("550 4.4.7 QUEUE.Expired; message expired", C::Expired),
             // Yahoo Sender Hub
             ("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints", C::RateLimited),
+            ("550 5.2.2 Submission quota exceeded", C::RateLimited),
+            ("550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", C::Blocked),
+            ("452 4.3.1 Insufficient system storage", C::SystemError),
             // Postfix local(8), bounce(5), smtp(8)
             ("cannot update mailbox /var/mail/kim for user kim. error writing message: File too large", C::MailboxFull),
             ("mail transport unavailable", C::SystemError),
@@ -891,6 +894,10 @@ mod tests {
         for diag in [
             "553 5.1.8 <bounces@example.com>... Domain of sender address bounces@example.com does not exist",
             "550 5.7.27 Sender address has null MX",
+            // Postfix smtpd_check.c, Exim verify = sender
+            "550 5.1.0 <bounces@example.com>: Sender address rejected: User unknown in local recipient table",
+            "450 4.1.8 <bounces@example.com>: Sender address rejected: Domain not found",
+            "550-Verification failed for <bounces@example.com> 550-Unrouteable address 550 Sender verify failed",
         ] {
             let v = rules.qualify(&report(diag));
             assert_eq!(v.category, Category::SenderRejected, "{diag}: {}", v.explanation());
