@@ -87,7 +87,11 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
             // Every mailbox was drained that could be; the status says
             // whether one could not (each is named in the summary and logged).
             if !s.failed_sources.is_empty() {
-                let names: Vec<&str> = s.failed_sources.iter().map(|f| f.mailbox.as_str()).collect();
+                let names: Vec<&str> = s
+                    .failed_sources
+                    .iter()
+                    .map(|f| f.mailbox.as_str())
+                    .collect();
                 eprintln!("inmail: mailboxes failed: {}", names.join(", "));
                 return Ok(2);
             }
@@ -99,33 +103,43 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
             wait_for_signal().await;
             signals.cancel();
         });
-        // A database that is not up yet (boot order, failover) is waited
-        // for, not fatal: the daemon starts once it answers.
-        let mut delay = std::time::Duration::from_millis(500);
-        let mut logged = false;
-        let app = loop {
-            match App::build(settings.clone()).await {
-                Ok(app) => break app,
-                Err(e) if is_unreachable(&e) => {
-                    if !logged {
-                        tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
-                        logged = true;
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(0),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
-                }
-                Err(e) => return Err(e),
-            }
+        let Some(app) = build_when_reachable(&settings, &shutdown).await? else {
+            return Ok(0);
         };
-        if logged {
-            tracing::info!(state = "up", "database reachable");
-        }
         app.run_until_stopped(shutdown).await?;
         Ok(0)
     })
+}
+
+/// Builds the app; a database that is not up yet (boot order, failover) is
+/// waited for with the outage backoff, not fatal. `None`: stopped while
+/// waiting.
+pub(crate) async fn build_when_reachable(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<App>> {
+    let mut backoff = crate::backoff::OutageBackoff::new();
+    let mut logged = false;
+    loop {
+        match App::build(settings.clone()).await {
+            Ok(app) => {
+                if logged {
+                    tracing::info!(state = "up", "database reachable");
+                }
+                return Ok(Some(app));
+            }
+            Err(e) if is_unreachable(&e) => {
+                if !logged {
+                    tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
+                    logged = true;
+                }
+                if crate::backoff::sleep_or_cancel(backoff.bump(), shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub(crate) fn is_unreachable(e: &anyhow::Error) -> bool {

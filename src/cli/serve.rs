@@ -1,9 +1,8 @@
 //! `inmail serve`: the HTTP API alone, without mailbox work. Any number of
 //! `serve` and `run` processes on one database answer the same.
 
-use super::daemon::{is_unreachable, runtime, wait_for_signal};
+use super::daemon::{build_when_reachable, runtime, wait_for_signal};
 use crate::config::{LogFormat, Settings};
-use crate::startup::App;
 use anyhow::bail;
 use clap::Args;
 use std::path::Path;
@@ -34,24 +33,8 @@ pub fn run(config: Option<&Path>, pretty: bool, _args: ServeArgs) -> anyhow::Res
             wait_for_signal().await;
             signals.cancel();
         });
-        let mut delay = std::time::Duration::from_millis(500);
-        let mut logged = false;
-        let app = loop {
-            match App::build(settings.clone()).await {
-                Ok(app) => break app,
-                Err(e) if is_unreachable(&e) => {
-                    if !logged {
-                        tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
-                        logged = true;
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(0),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
-                }
-                Err(e) => return Err(e),
-            }
+        let Some(app) = build_when_reachable(&settings, &shutdown).await? else {
+            return Ok(0);
         };
         let Some(listener) = app.bind_http().await? else {
             bail!("http.listen is not set");
