@@ -212,3 +212,29 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_that_skipped_messages_is_counted_by_mailbox() {
+        let m = Metrics::new();
+        m.record_drain("bounces", 2, 2);
+        m.record_drain("bounces", 1, 3);
+        m.record_drain("other", 0, 0);
+        let text = m.encode().expect("metrics encode");
+        assert!(
+            text.contains("inmail_source_skipped_messages_total{mailbox=\"bounces\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inmail_source_set_aside{mailbox=\"bounces\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inmail_source_skipped_messages_total{mailbox=\"other\"} 0"),
+            "{text}"
+        );
+    }
+}
