@@ -282,7 +282,7 @@ impl Store {
         inputs: &[BounceInput],
         now: DateTime<Utc>,
     ) -> Result<Vec<RecipientOutcome>> {
-        let inputs = &*super::storable::storable_inputs(inputs);
+        let inputs = &*storable_inputs(inputs);
         check_inputs(inputs)?;
         let fresh = claim_messages(conn, inputs, now).await?;
         self.apply_claimed(conn, inputs, &fresh, FailureMode::Async, now)
@@ -1071,4 +1071,82 @@ pub(crate) fn is_deadlock(e: &StoreError) -> bool {
         } => db.code().as_deref() == Some("40P01"),
         _ => false,
     }
+}
+
+/// A bounce's texts going into the database made storable (see
+/// [`super::storable`]).
+fn has_nul(input: &BounceInput) -> bool {
+    let a = &input.analysis;
+    let nul = |s: &str| s.contains('\0');
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(nul);
+    nul(&input.source)
+        || opt(&a.error)
+        || opt(&a.subject)
+        || opt(&a.from)
+        || opt(&a.reporting_mta)
+        || opt(&a.arrival_date)
+        || opt(&a.feedback_type)
+        || opt(&a.original.message_id)
+        || opt(&a.original.tracking_id)
+        || opt(&a.original.verp_token)
+        || input.verdicts.iter().any(|v| nul(&v.rule))
+        || a.recipients.iter().any(|r| {
+            opt(&r.original_recipient)
+                || opt(&r.diagnostic)
+                || opt(&r.remote_mta)
+                || opt(&r.last_attempt)
+                || r.context.as_deref().is_some_and(nul)
+                || r.extra_fields.iter().any(|(k, v)| nul(k) || nul(v))
+        })
+}
+
+/// The inputs with every text storable: borrowed unless one holds a NUL.
+fn storable_inputs(inputs: &[BounceInput]) -> std::borrow::Cow<'_, [BounceInput]> {
+    if !inputs.iter().any(has_nul) {
+        return std::borrow::Cow::Borrowed(inputs);
+    }
+    let mut owned = inputs.to_vec();
+    for input in &mut owned {
+        if !has_nul(input) {
+            continue;
+        }
+        super::storable::fix(&mut input.source);
+        let a = &mut input.analysis;
+        for s in [
+            &mut a.error,
+            &mut a.subject,
+            &mut a.from,
+            &mut a.reporting_mta,
+            &mut a.arrival_date,
+            &mut a.feedback_type,
+            &mut a.original.message_id,
+            &mut a.original.tracking_id,
+            &mut a.original.verp_token,
+        ] {
+            super::storable::fix_opt(s);
+        }
+        for v in &mut input.verdicts {
+            super::storable::fix(&mut v.rule);
+        }
+        for r in &mut a.recipients {
+            for s in [
+                &mut r.original_recipient,
+                &mut r.diagnostic,
+                &mut r.remote_mta,
+                &mut r.last_attempt,
+            ] {
+                super::storable::fix_opt(s);
+            }
+            if let Some(c) = &r.context {
+                if c.contains('\0') {
+                    r.context = Some(c.replace('\0', "\u{FFFD}").into());
+                }
+            }
+            for (k, v) in &mut r.extra_fields {
+                super::storable::fix(k);
+                super::storable::fix(v);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(owned)
 }
