@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Parse + qualify throughput measured against the two reference parsers the
-# issue names, on the same messages, the same machine, the same minutes:
-# flufl.bounce (Mailman's, Python) and Sisimai (Perl).
+# Whole-process throughput against the two reference parsers, on the same
+# messages, the same machine, the same minutes: `inmail qualify --json` over
+# the shared corpus copied COPIES times (6,100 messages by default), against
+# Sisimai (Perl, `Sisimai->dump`, its JSON) and flufl.bounce (Mailman's,
+# Python, `scan_message` on each file), each a fresh process that reads every
+# file, start-up included.
 #
-# This machine's speed drifts by a third from one day to the next, more than
+# This machine's speed drifts by a third from one hour to the next, more than
 # most changes worth measuring, so an absolute messages/s figure only
-# compares with one taken the same hour. The ratio to a reference parser run
-# alongside does not drift with it. The brief's reference figures were taken
-# on this kind of machine: flufl.bounce about 1,850 messages/s and Sisimai
-# about 1,200, so the 50,000 messages/s target is a ratio of 27 to
-# flufl.bounce and of 42 to Sisimai.
+# compares with one taken the same minutes. The ratio to a reference run
+# alongside does not drift with it; the runs alternate (inmail, references,
+# inmail) and each round takes the better of inmail's two. Wall time and CPU
+# time (user + system, which another load on the machine disturbs less) are
+# both reported.
 #
-#   scripts/bench-relative.sh            # ROUNDS=5: five alternating rounds
+#   scripts/bench-relative.sh            # ROUNDS=5 COPIES=20
 #   PGO=1 scripts/bench-relative.sh      # inmail built by scripts/pgo.sh
 #
 # flufl.bounce is installed from PyPI into target/bench-venv on first use.
 # Sisimai is Debian's libsisimai-perl, installed with apt-get when it is
-# missing and apt-get can run; without it only flufl.bounce is measured.
+# missing and apt-get can run; a reference that cannot be installed is left
+# out with one line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/build.sh
@@ -25,108 +29,90 @@ source scripts/lib/build.sh
 source scripts/lib/apt.sh
 
 ROUNDS=${ROUNDS:-5}
+COPIES=${COPIES:-20}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-src=()
-for d in ../shared/corpus/bounces ../shared/corpus/unlabelled-bounces tests/fixtures/bounces; do
-    [ -d "$d" ] && src+=("$d")
-done
+src=../shared/corpus/bounces
+[ -d "$src" ] || src=tests/fixtures/bounces
 
 venv="$TARGET_DIR/bench-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import flufl.bounce' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet flufl.bounce
+    { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet flufl.bounce; } ||
+        echo "bench-relative: flufl.bounce is left out (PyPI not reachable?)" >&2
 fi
 if ! perl -MSisimai -e1 2>/dev/null; then
     apt_install --no-install-recommends libsisimai-perl ||
         echo "bench-relative: Sisimai is left out" >&2
 fi
-has_sisimai=false
-perl -MSisimai -e1 2>/dev/null && has_sisimai=true
-bin=$(release_build --example throughput)
+inmail=$(release_build --bin inmail)
 
-flufl() {
-    "$venv/bin/python" - "$@" <<'PY'
-import email, os, sys, time
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for i in $(seq 1 "$COPIES"); do
+    for f in "$src"/*; do
+        [ -f "$f" ] && cp "$f" "$work/$i-$(basename "$f")"
+    done
+done
+echo "inmail: $("$inmail" --version); Sisimai: $(perl -MSisimai -e 'print Sisimai->version' 2>/dev/null || echo absent);" \
+    "flufl.bounce: $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("flufl.bounce"))' 2>/dev/null || echo absent)"
+
+python3 - "$ROUNDS" "$work" "$inmail" "$venv/bin/python" <<'PY'
+import os, resource, statistics, subprocess, sys, time
+
+rounds, work, inmail, venv_python = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+n = len(os.listdir(work))
+FLUFL = r"""
+import email, os, sys
 from flufl.bounce import scan_message
-raw = []
-for d in sys.argv[1:]:
-    for f in sorted(os.listdir(d)):
-        with open(os.path.join(d, f), "rb") as fh:
-            raw.append(fh.read())
-# the best of three passes: a pass takes a fraction of a second, and the
-# machine's hiccups only ever slow one down
-best = 0.0
-for _ in range(3):
-    start = time.perf_counter()
-    for r in raw:
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    with open(os.path.join(d, f), "rb") as fh:
         try:
-            scan_message(email.message_from_bytes(r))
+            scan_message(email.message_from_bytes(fh.read()))
         except Exception:
             pass
-    best = max(best, len(raw) / (time.perf_counter() - start))
-print(f"{best:.0f}")
-PY
+"""
+commands = {
+    "inmail": [inmail, "qualify", "--json", work],
+    "Sisimai": ["perl", "-MSisimai", "-e", "print Sisimai->dump($ARGV[0])", work],
+    "flufl.bounce": [venv_python, "-c", FLUFL, work],
 }
+probes = {
+    "inmail": [inmail, "--version"],
+    "Sisimai": ["perl", "-MSisimai", "-e1"],
+    "flufl.bounce": [venv_python, "-c", "import flufl.bounce"],
+}
+available = {}
+for name, probe in probes.items():
+    try:
+        available[name] = subprocess.run(probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        available[name] = False
 
-# Sisimai's own two steps per message, read from memory like the others
-sisimai() {
-    perl - "$@" <<'PL'
-use strict; use warnings; use Time::HiRes qw(time);
-use Sisimai::Message; use Sisimai::Data;
-my @raw;
-for my $d (@ARGV) {
-    opendir(my $dh, $d) or die "$d: $!";
-    for my $f (sort grep { -f "$d/$_" } readdir $dh) {
-        open(my $fh, '<', "$d/$f") or die "$d/$f: $!";
-        local $/; push @raw, scalar <$fh>;
-    }
-}
-my $best = 0;
-for (1 .. 3) {
-    my $start = time;
-    for my $r (@raw) {
-        my $m = eval { Sisimai::Message->new('data' => $r) } or next;
-        eval { Sisimai::Data->make('data' => $m) };
-    }
-    my $rate = @raw / (time - $start);
-    $best = $rate if $rate > $best;
-}
-printf "%.0f\n", $best;
-PL
-}
+def run(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
-ours() {
-    ROUNDS=100 "$bin" "$@" | sed -E 's/.*: ([0-9]+) messages\/s.*/\1/'
-}
-
-flufl_ratios=()
-sisimai_ratios=()
-for i in $(seq 1 "$ROUNDS"); do
-    a=$(ours "${src[@]}")
-    f=$(flufl "${src[@]}")
-    s="-"
-    $has_sisimai && s=$(sisimai "${src[@]}")
-    b=$(ours "${src[@]}")
-    # inmail measured on both sides of the reference runs, the better taken
-    # as for the references
-    best=$(( a > b ? a : b ))
-    r=$(python3 -c "print(round($best / $f, 1))")
-    flufl_ratios+=("$r")
-    line="round $i: inmail $a and $b messages/s, flufl.bounce $f (ratio $r)"
-    if $has_sisimai; then
-        q=$(python3 -c "print(round($best / $s, 1))")
-        sisimai_ratios+=("$q")
-        line="$line, Sisimai $s (ratio $q)"
-    fi
-    echo "$line"
-done
-python3 - "${flufl_ratios[*]}" "${sisimai_ratios[*]:-}" <<'PY'
-import statistics, sys
-for name, ref, runs in (("flufl.bounce", 1850, sys.argv[1]), ("Sisimai", 1200, sys.argv[2])):
-    r = sorted(map(float, runs.split()))
-    if not r:
-        continue
-    m = statistics.median(r)
-    print(f"ratio to {name}: median {m:.1f} (runs {', '.join(map(str, r))}); "
-          f"at {name}'s reference {ref:,} messages/s that is {m * ref:,.0f} messages/s")
+print(f"whole process over {n} messages ({work})")
+ratios = {name: {"wall": [], "cpu": []} for name in commands if name != "inmail"}
+for r in range(1, rounds + 1):
+    a = run(commands["inmail"])
+    refs = {name: run(cmd) for name, cmd in commands.items() if name != "inmail" and available[name]}
+    b = run(commands["inmail"])
+    ours = (min(a[0], b[0]), min(a[1], b[1]))
+    line = f"round {r}: inmail {ours[0]:.3f} s wall ({n / ours[0]:,.0f}/s), {ours[1]:.3f} s cpu"
+    for name, (wall, cpu) in refs.items():
+        ratios[name]["wall"].append(wall / ours[0])
+        ratios[name]["cpu"].append(cpu / ours[1])
+        line += f"; {name} {wall:.2f} s wall, {cpu:.2f} s cpu (x{wall / ours[0]:.1f} wall, x{cpu / ours[1]:.1f} cpu)"
+    print(line, flush=True)
+for name, rs in ratios.items():
+    if rs["wall"]:
+        w, c = sorted(rs["wall"]), sorted(rs["cpu"])
+        print(f"inmail / {name}: median x{statistics.median(w):.1f} wall (runs {', '.join(f'{x:.1f}' for x in w)}),"
+              f" median x{statistics.median(c):.1f} cpu (runs {', '.join(f'{x:.1f}' for x in c)})")
 PY
