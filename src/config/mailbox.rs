@@ -48,24 +48,6 @@ impl Mailbox {
             Self::Pop3(m) => &m.name,
         }
     }
-
-    /// The `kind` key's value.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Maildir(_) => "maildir",
-            Self::Imap(_) => "imap",
-            Self::Pop3(_) => "pop3",
-        }
-    }
-
-    /// This mailbox's `poll_interval_secs`, when set.
-    pub fn poll_interval_secs(&self) -> Option<u64> {
-        match self {
-            Self::Maildir(m) => m.poll_interval_secs,
-            Self::Imap(m) => m.poll_interval_secs,
-            Self::Pop3(m) => m.poll_interval_secs,
-        }
-    }
 }
 
 /// A parse error naming the mailbox and the key, as the other mailbox
