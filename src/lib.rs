@@ -6,11 +6,11 @@
 //! source ──► store (intake) ──► pipeline ──► analysis ──► rules ──► store (apply)
 //! ```
 //!
-//! - [`source`]: where bounces come from — a maildir ([`source::maildir`]),
-//!   an IMAP or POP3 account ([`source::remote`], over [`source::imap`] /
-//!   [`source::pop3`] / [`source::tls`]). A source stores each raw message in
-//!   the intake table and acknowledges it (move, delete, checkpoint) only
-//!   after that commit.
+//! - [`source`]: where bounces come from — one file per kind implementing
+//!   [`source::Fetch`]: a maildir ([`source::maildir`]), an IMAP or POP3
+//!   account ([`source::remote`], over [`source::imap`] / [`source::pop3`] /
+//!   [`source::tls`]). A source stores each raw message in the intake table
+//!   and acknowledges it (move, delete, checkpoint) only after that commit.
 //! - [`pipeline`]: the workers. They claim stored messages, run analysis and
 //!   qualification, and apply the results and mark the messages done in one
 //!   transaction.
@@ -23,13 +23,17 @@
 //!   deliveries, address states, the audit trail, the "to qualify" queue.
 //! - [`model`]: the typed values all of them share (`EmailAddress`,
 //!   `EnhancedStatus`, `BounceType`, `Reason`, `Category`, ...).
-//! - [`startup`]: builds the daemon from [`config::Settings`]
-//!   (`App::build`) and runs it (`run_until_stopped`, `run_once`);
+//! - [`app`]: builds the daemon from [`config::Settings`] (`App::build`)
+//!   and runs it (`run_until_stopped`, `run_once`): one supervision loop
+//!   for every mailbox, the workers, cleanup and the rules listener;
 //!   [`telemetry`] sets up the logs; [`cli`] is the command line, with
-//!   `main.rs` a thin wrapper around it.
+//!   `main.rs` a thin wrapper around it. [`clock`] and [`backoff`] are the
+//!   small pieces every loop shares.
 pub mod analysis;
+pub mod app;
 pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -38,6 +42,5 @@ pub mod ops;
 pub mod pipeline;
 pub mod rules;
 pub mod source;
-pub mod startup;
 pub mod store;
 pub mod telemetry;

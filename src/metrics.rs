@@ -1,6 +1,6 @@
 //! The Prometheus metrics of one running app (`GET /metrics`).
 //!
-//! Each [`App`](crate::startup::App) owns one [`Metrics`] with its own
+//! Each [`App`](crate::app::App) owns one [`Metrics`] with its own
 //! registry (no global state: tests run several apps in one process). The
 //! counters are fed where things happen — the pipeline after each commit,
 //! the sources when they go up or down, the HTTP layer per request; the

@@ -60,12 +60,7 @@ use crate::store::{
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
-/// Where the pipeline gets the time from; tests inject their own.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
+pub use crate::clock::{system_clock, Clock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -9,9 +9,9 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use inmail::config::{MailboxSettings, Settings};
+use inmail::app::App;
+use inmail::config::{Mailbox, MaildirMailbox, Settings};
 use inmail::pipeline::Clock;
-use inmail::startup::App;
 use inmail::store::{IntakeInsert, Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -50,10 +50,10 @@ fn settings(maildir: &Path) -> Settings {
     s.daemon.workers = 2;
     s.daemon.max_attempts = 3;
     s.daemon.shutdown_timeout_secs = 10;
-    s.mailboxes.push(MailboxSettings {
+    s.mailboxes.push(Mailbox::Maildir(MaildirMailbox {
         poll_interval_secs: Some(1),
-        ..MailboxSettings::maildir("bounces", maildir)
-    });
+        ..MaildirMailbox::new("bounces", maildir)
+    }));
     s
 }
 

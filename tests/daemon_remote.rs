@@ -14,11 +14,13 @@
 mod common;
 
 use common::{deliveries_csv, dsn};
-use inmail::config::{MailboxKind, MailboxSettings, Settings};
+use inmail::app::App;
+use inmail::config::{
+    ImapAfter, ImapMailbox, Mailbox, Pop3After, Pop3Mailbox, ServerSettings, Settings, TlsMode,
+};
 use inmail::pipeline::system_clock;
 use inmail::source::remote::{RemoteError, RemoteSource};
-use inmail::source::{FetchError, MailboxError, Source};
-use inmail::startup::App;
+use inmail::source::{FetchError, MailboxError};
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -123,42 +125,68 @@ impl Account {
             .sum()
     }
 
-    fn mailbox(&self, name: &str, via: Via) -> MailboxSettings {
-        let (kind, port, tls) = match via {
-            Via::Imaps => (
-                MailboxKind::Imap,
-                port("INMAIL_TEST_IMAPS_PORT"),
-                "implicit",
-            ),
-            Via::ImapStartTls => (MailboxKind::Imap, port("INMAIL_TEST_IMAP_PORT"), "starttls"),
-            Via::Pop3s => (
-                MailboxKind::Pop3,
-                port("INMAIL_TEST_POP3S_PORT"),
-                "implicit",
-            ),
-            Via::Pop3Stls => (MailboxKind::Pop3, port("INMAIL_TEST_POP3_PORT"), "starttls"),
+    fn mailbox(&self, name: &str, via: Via) -> Mailbox {
+        let (imap, port, tls) = match via {
+            Via::Imaps => (true, port("INMAIL_TEST_IMAPS_PORT"), TlsMode::Implicit),
+            Via::ImapStartTls => (true, port("INMAIL_TEST_IMAP_PORT"), TlsMode::StartTls),
+            Via::Pop3s => (false, port("INMAIL_TEST_POP3S_PORT"), TlsMode::Implicit),
+            Via::Pop3Stls => (false, port("INMAIL_TEST_POP3_PORT"), TlsMode::StartTls),
         };
         var(PASSWORD_VAR);
-        MailboxSettings {
-            name: name.into(),
-            kind,
-            path: None,
-            host: Some("localhost".into()),
-            port: Some(port),
-            tls: Some(tls.into()),
-            username: Some(self.user.clone()),
+        let server = ServerSettings {
+            host: "localhost".into(),
+            port,
+            tls,
+            username: self.user.clone(),
             password_env: Some(PASSWORD_VAR.into()),
             password_file: None,
-            folder: None,
             ca_file: Some(PathBuf::from(var("INMAIL_TEST_CA_FILE"))),
-            after: None,
-            move_to: None,
-            poll_interval_secs: Some(60),
+        };
+        if imap {
+            Mailbox::Imap(ImapMailbox {
+                name: name.into(),
+                server,
+                folder: "INBOX".into(),
+                after: ImapAfter::Seen,
+                poll_interval_secs: Some(60),
+            })
+        } else {
+            Mailbox::Pop3(Pop3Mailbox {
+                name: name.into(),
+                server,
+                after: Pop3After::Delete,
+                poll_interval_secs: Some(60),
+            })
         }
     }
 }
 
-fn settings(mailbox: MailboxSettings) -> Settings {
+/// The IMAP settings of `m`.
+fn imap_of(m: &mut Mailbox) -> &mut ImapMailbox {
+    match m {
+        Mailbox::Imap(m) => m,
+        other => panic!("not an IMAP mailbox: {other:?}"),
+    }
+}
+
+/// The server settings of an IMAP or POP3 `m`.
+fn server(m: &mut Mailbox) -> &mut ServerSettings {
+    match m {
+        Mailbox::Imap(m) => &mut m.server,
+        Mailbox::Pop3(m) => &mut m.server,
+        other => panic!("not a remote mailbox: {other:?}"),
+    }
+}
+
+fn set_poll_interval(m: &mut Mailbox, secs: u64) {
+    match m {
+        Mailbox::Imap(m) => m.poll_interval_secs = Some(secs),
+        Mailbox::Pop3(m) => m.poll_interval_secs = Some(secs),
+        Mailbox::Maildir(m) => m.poll_interval_secs = Some(secs),
+    }
+}
+
+fn settings(mailbox: Mailbox) -> Settings {
     let mut s = Settings::default();
     s.daemon.batch_size = 2;
     s.daemon.workers = 2;
@@ -188,10 +216,10 @@ async fn app(s: Settings, store: &Store) -> App {
 }
 
 fn remote(app: &App) -> &RemoteSource {
-    match &app.sources()[0] {
-        Source::Remote(s) => s,
-        other => panic!("not a remote source: {other:?}"),
-    }
+    let source = &app.sources()[0];
+    source
+        .downcast_ref::<RemoteSource>()
+        .unwrap_or_else(|| panic!("not a remote source: {source:?}"))
 }
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
@@ -300,8 +328,9 @@ async fn imaps_run_once_stores_processes_then_moves(opts: PgPoolOptions, conn: P
         account.deliver(&format!("m{i}.host"), &dsn(i));
     }
     let mut m = account.mailbox("imaps-move", Via::Imaps);
-    m.after = Some("move".into());
-    m.move_to = Some("Processed".into());
+    imap_of(&mut m).after = ImapAfter::Move {
+        to: "Processed".into(),
+    };
     let s = app(settings(m.clone()), &store)
         .await
         .run_once()
@@ -384,7 +413,7 @@ async fn imap_after_seen_uses_the_checkpoint_and_delete_expunges(
         account.deliver(&format!("m{i}.host"), &dsn(i));
     }
     let mut m = account.mailbox("delete", Via::Imaps);
-    m.after = Some("delete".into());
+    imap_of(&mut m).after = ImapAfter::Delete;
     let a = app(settings(m), &store).await;
     let d = a.sources()[0].drain(&never, &|| {}).await.expect("drain");
     assert_eq!((d.stored, d.duplicates), (3, 0));
@@ -406,9 +435,8 @@ async fn imap_starttls_idle_wakes_the_daemon(opts: PgPoolOptions, conn: PgConnec
             .finish(),
     );
     let mut m = account.mailbox("idle", Via::ImapStartTls);
-    m.after = Some("move".into());
-    m.move_to = Some("Done".into());
-    m.poll_interval_secs = Some(600); // only IDLE can wake it in time
+    imap_of(&mut m).after = ImapAfter::Move { to: "Done".into() };
+    set_poll_interval(&mut m, 600); // only IDLE can wake it in time
     let daemon = app(settings(m), &store).await;
     let stop = CancellationToken::new();
     let run = tokio::spawn(daemon.run_until_stopped(stop.clone()));
@@ -518,8 +546,9 @@ async fn imap_connection_cut_mid_drain_neither_skips_nor_repeats(
         account.deliver(&format!("m{i}.host"), &dsn(i));
     }
     let mut m = account.mailbox("imap-cut", Via::ImapStartTls);
-    m.after = Some("move".into());
-    m.move_to = Some("Processed".into());
+    imap_of(&mut m).after = ImapAfter::Move {
+        to: "Processed".into(),
+    };
     let a = app(settings(m), &store).await;
     let source = remote(&a);
     // Batches of 2: the first is stored, moved and checkpointed; the second
@@ -563,8 +592,9 @@ async fn nothing_is_acknowledged_without_commit(opts: PgPoolOptions, conn: PgCon
         pop3.deliver(&format!("m{i}.host"), &dsn(i + 3));
     }
     let mut m = imap.mailbox("imap-move", Via::Imaps);
-    m.after = Some("move".into());
-    m.move_to = Some("Processed".into());
+    imap_of(&mut m).after = ImapAfter::Move {
+        to: "Processed".into(),
+    };
     let imap_app = app(settings(m), &store).await;
     let pop3_app = app(settings(pop3.mailbox("pop3-del", Via::Pop3s)), &store).await;
     // The store step fails: the intake table is gone.
@@ -579,7 +609,8 @@ async fn nothing_is_acknowledged_without_commit(opts: PgPoolOptions, conn: PgCon
             .await
             .expect_err("store fails");
         assert!(
-            matches!(&err, FetchError::Remote(e) if e.is_store()),
+            err.downcast_ref::<RemoteError>()
+                .is_some_and(RemoteError::is_store),
             "{err}"
         );
         assert_eq!(account.on_disk(""), 3, "{err}: still in the mailbox");
@@ -616,10 +647,10 @@ async fn server_restart_during_the_loop_is_survived(opts: PgPoolOptions, conn: P
             .finish(),
     );
     let mut m = imap.mailbox("imap-restart", Via::Imaps);
-    m.after = Some("delete".into());
-    m.poll_interval_secs = Some(600);
+    imap_of(&mut m).after = ImapAfter::Delete;
+    set_poll_interval(&mut m, 600);
     let mut p = pop3.mailbox("pop3-restart", Via::Pop3s);
-    p.poll_interval_secs = Some(1);
+    set_poll_interval(&mut p, 1);
     let mut s = settings(m);
     s.mailboxes.push(p);
     let daemon = app(s, &store).await;
@@ -667,7 +698,7 @@ async fn unverified_certificate_and_bad_settings_are_refused(
     let account = Account::new(11);
     for via in [Via::Imaps, Via::ImapStartTls, Via::Pop3s, Via::Pop3Stls] {
         let mut m = account.mailbox("untrusted", via);
-        m.ca_file = None; // the test CA is not a public one
+        server(&mut m).ca_file = None; // the test CA is not a public one
         let err = App::build_with_store(settings(m), store.clone(), system_clock())
             .await
             .err()
@@ -675,7 +706,8 @@ async fn unverified_certificate_and_bad_settings_are_refused(
         let text = format!("{err:#}");
         assert!(text.contains("mailbox untrusted"), "{text}");
         let cause = err
-            .downcast_ref::<RemoteError>()
+            .downcast_ref::<FetchError>()
+            .and_then(FetchError::downcast_ref::<RemoteError>)
             .and_then(RemoteError::mailbox_error);
         assert!(
             matches!(cause, Some(MailboxError::CertificateRejected { .. })),
@@ -685,7 +717,7 @@ async fn unverified_certificate_and_bad_settings_are_refused(
     // Wrong password: refused at start, naming the mailbox, never the password.
     std::env::set_var("INMAIL_TEST_WRONG_PASSWORD", "not-the-password");
     let mut m = account.mailbox("wrongpw", Via::Imaps);
-    m.password_env = Some("INMAIL_TEST_WRONG_PASSWORD".into());
+    server(&mut m).password_env = Some("INMAIL_TEST_WRONG_PASSWORD".into());
     let err = App::build_with_store(settings(m), store.clone(), system_clock())
         .await
         .err()
@@ -697,46 +729,74 @@ async fn unverified_certificate_and_bad_settings_are_refused(
     );
     assert!(!text.contains("not-the-password"), "{text}");
 
+    // What needs the machine (a password, a CA file) is checked when the
+    // source is built ...
     let daemon = Settings::default().daemon;
-    let check = |m: MailboxSettings, key: &str| {
-        let err =
-            RemoteSource::new(&m, &daemon, store.clone(), system_clock()).expect_err("invalid");
+    let check = |m: Mailbox, key: &str| {
+        let err = inmail::source::build(&m, &daemon).err().expect("invalid");
         let text = err.to_string();
         assert!(
-            text.contains(&format!("mailbox {}: {key}:", m.name)),
+            text.contains(&format!("mailbox {}: {key}:", m.name())),
             "{key}: {text}"
         );
     };
     let mut m = account.mailbox("nopw", Via::Imaps);
-    m.password_env = Some("INMAIL_TEST_NO_SUCH_VAR".into());
+    server(&mut m).password_env = Some("INMAIL_TEST_NO_SUCH_VAR".into());
     check(m, "password_env");
     let mut m = account.mailbox("pwfile", Via::Imaps);
-    m.password_env = None;
-    m.password_file = Some("/nonexistent/pw".into());
+    server(&mut m).password_env = None;
+    server(&mut m).password_file = Some("/nonexistent/pw".into());
     check(m, "password_file");
-    let mut m = account.mailbox("plain", Via::Imaps);
-    m.host = Some("mail.example.com".into());
-    m.tls = Some("none".into());
-    check(m, "tls");
-    let mut m = account.mailbox("nohost", Via::Imaps);
-    m.host = Some(" ".into());
-    check(m, "host");
-    let mut m = account.mailbox("pop3move", Via::Pop3s);
-    m.after = Some("move".into());
-    check(m, "after");
-    let mut m = account.mailbox("nomoveto", Via::Imaps);
-    m.after = Some("move".into());
-    check(m, "move_to");
     let mut m = account.mailbox("badca", Via::Imaps);
-    m.ca_file = Some("/nonexistent/ca.pem".into());
+    server(&mut m).ca_file = Some("/nonexistent/ca.pem".into());
     check(m, "ca_file");
-    // A password file: first line only.
+    // ... what the text alone decides, when the settings are read.
     let dir = tempfile::tempdir().expect("tempdir");
+    let check_read = |name: &str, kind: &str, keys: &str, key: &str| {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[[mailbox]]\nname = \"{name}\"\nkind = \"{kind}\"\nusername = \"u\"\n\
+                 password_env = \"{PASSWORD_VAR}\"\n{keys}"
+            ),
+        )
+        .expect("write settings");
+        let err = Settings::load(Some(&file)).expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("mailbox {name}: {key}:")),
+            "{key}: {text}"
+        );
+    };
+    check_read(
+        "plain",
+        "imap",
+        "host = \"mail.example.com\"\ntls = \"none\"\n",
+        "tls",
+    );
+    check_read("nohost", "imap", "host = \" \"\n", "host");
+    check_read(
+        "pop3move",
+        "pop3",
+        "host = \"localhost\"\nafter = \"move\"\n",
+        "after",
+    );
+    check_read(
+        "nomoveto",
+        "imap",
+        "host = \"localhost\"\nafter = \"move\"\n",
+        "move_to",
+    );
+    // A password file: first line only.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, format!("{}\nignored\n", var(PASSWORD_VAR))).expect("write pw");
     let mut m = account.mailbox("pwfile-ok", Via::Pop3s);
-    m.password_env = None;
-    m.password_file = Some(pw);
-    let s = RemoteSource::new(&m, &daemon, store.clone(), system_clock()).expect("valid");
+    server(&mut m).password_env = None;
+    server(&mut m).password_file = Some(pw);
+    let s = inmail::source::build(&m, &daemon)
+        .unwrap_or_else(|e| panic!("valid: {e}"))
+        .into_source(store.clone(), system_clock());
+    let s = s.downcast_ref::<RemoteSource>().expect("a remote source");
     s.check().await.expect("login with the file's password");
 }

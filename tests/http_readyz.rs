@@ -7,8 +7,8 @@
 mod http_common;
 
 use http_common::*;
+use inmail::app::App;
 use inmail::config::Settings;
-use inmail::startup::App;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};

@@ -187,7 +187,7 @@ fn bad_http_settings_are_refused_naming_the_key() {
 /// each commit, the source as it goes up; `run` serves them on its API.
 #[tokio::test]
 async fn the_running_daemon_feeds_its_metrics_from_the_pipeline_and_the_sources() {
-    use inmail::config::{MailboxSettings, Settings};
+    use inmail::config::{Mailbox, MaildirMailbox, Settings};
     let url = common::fresh_database("http_metrics").await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     inmail::store::Store::from_pool(pool.clone(), Default::default())
@@ -199,12 +199,12 @@ async fn the_running_daemon_feeds_its_metrics_from_the_pipeline_and_the_sources(
     common::make_maildir(&md);
     let mut s = Settings::default();
     s.daemon.workers = 1;
-    s.mailboxes.push(MailboxSettings {
+    s.mailboxes.push(Mailbox::Maildir(MaildirMailbox {
         poll_interval_secs: Some(1),
-        ..MailboxSettings::maildir("bounces", &md)
-    });
+        ..MaildirMailbox::new("bounces", &md)
+    }));
     let store = inmail::store::Store::from_pool(pool.clone(), Default::default());
-    let app = inmail::startup::App::build_with_store(s, store, inmail::pipeline::system_clock())
+    let app = inmail::app::App::build_with_store(s, store, inmail::pipeline::system_clock())
         .await
         .expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use inmail::config::{MailboxSettings, Settings};
-use inmail::startup::App;
+use inmail::app::App;
+use inmail::config::{Mailbox, MaildirMailbox, Settings};
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -111,10 +111,10 @@ async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnec
     let mut s = Settings::default();
     s.daemon.batch_size = 10;
     s.daemon.workers = 2;
-    s.mailboxes.push(MailboxSettings {
+    s.mailboxes.push(Mailbox::Maildir(MaildirMailbox {
         poll_interval_secs: Some(1),
-        ..MailboxSettings::maildir("bounces", &md)
-    });
+        ..MaildirMailbox::new("bounces", &md)
+    }));
     let app = App::build_with_store(s, store, inmail::pipeline::system_clock())
         .await
         .expect("build");

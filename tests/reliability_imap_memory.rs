@@ -11,10 +11,10 @@ mod common;
 mod fake_servers;
 
 use fake_servers::FakeMessage;
-use inmail::config::{MailboxKind, MailboxSettings, Settings};
+use inmail::app::App;
+use inmail::config::{ImapAfter, ImapMailbox, Mailbox, ServerSettings, Settings, TlsMode};
 use inmail::pipeline::system_clock;
-use inmail::source::Source;
-use inmail::startup::App;
+use inmail::source::remote::RemoteSource;
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -55,27 +55,26 @@ async fn a_flood_of_unsolicited_imap_literals_stays_under_the_memory_target(
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "x\n").expect("pw");
     let mut s = Settings::default();
-    s.mailboxes.push(MailboxSettings {
+    s.mailboxes.push(Mailbox::Imap(ImapMailbox {
         name: "flood".into(),
-        kind: MailboxKind::Imap,
-        path: None,
-        host: Some("127.0.0.1".into()),
-        port: Some(server.port),
-        tls: Some("none".into()),
-        username: Some("u".into()),
-        password_env: None,
-        password_file: Some(pw),
-        folder: None,
-        ca_file: None,
-        after: Some("delete".into()),
-        move_to: None,
+        server: ServerSettings {
+            host: "127.0.0.1".into(),
+            port: server.port,
+            tls: TlsMode::None,
+            username: "u".into(),
+            password_env: None,
+            password_file: Some(pw),
+            ca_file: None,
+        },
+        folder: "INBOX".into(),
+        after: ImapAfter::Delete,
         poll_interval_secs: None,
-    });
+    }));
     let before = peak_rss_mib();
     let app = App::build_with_store(s, store, system_clock())
         .await
         .expect("build");
-    let Source::Remote(source) = &app.sources()[0] else {
+    let Some(source) = app.sources()[0].downcast_ref::<RemoteSource>() else {
         panic!("not remote")
     };
     let drained = source

@@ -8,9 +8,9 @@
 mod common;
 
 use common::*;
-use inmail::config::{MailboxSettings, Settings};
+use inmail::app::App;
+use inmail::config::{Mailbox, MaildirAfter, MaildirMailbox, Settings};
 use inmail::pipeline::system_clock;
-use inmail::startup::App;
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -24,8 +24,7 @@ fn settings(maildir: &Path) -> Settings {
     let mut s = Settings::default();
     s.daemon.batch_size = 4;
     s.daemon.workers = 2;
-    s.mailboxes
-        .push(MailboxSettings::maildir("bounces", maildir));
+    s.mailboxes.push(Mailbox::maildir("bounces", maildir));
     s
 }
 
@@ -49,7 +48,7 @@ async fn setup(
     (store, pool)
 }
 
-async fn run_once(s: Settings, store: &Store) -> inmail::startup::RunSummary {
+async fn run_once(s: Settings, store: &Store) -> inmail::app::RunSummary {
     App::build_with_store(s, store.clone(), system_clock())
         .await
         .expect("build")
@@ -84,7 +83,10 @@ async fn a_maildir_name_reused_after_delete_is_a_new_message(
     let md = dir.path().join("Maildir");
     let (store, pool) = setup(opts, conn, 2, &md).await;
     let mut s = settings(&md);
-    s.mailboxes[0].after = Some("delete".into());
+    s.mailboxes[0] = Mailbox::Maildir(MaildirMailbox {
+        after: MaildirAfter::Delete,
+        ..MaildirMailbox::new("bounces", &md)
+    });
     deliver(&md, "1700000000.1.host", &dsn(0));
     let first = run_once(s.clone(), &store).await;
     assert_eq!((first.stored, first.duplicates), (1, 0));

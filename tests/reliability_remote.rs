@@ -13,11 +13,12 @@ mod fake_servers;
 
 use common::{deliveries_csv, dsn};
 use fake_servers::{FakeMessage, FakeServer, Logs, Send};
-use inmail::config::{MailboxKind, MailboxSettings, Settings};
+use inmail::app::App;
+use inmail::config::{
+    ImapAfter, ImapMailbox, Mailbox, Pop3After, Pop3Mailbox, ServerSettings, Settings, TlsMode,
+};
 use inmail::pipeline::system_clock;
 use inmail::source::remote::RemoteSource;
-use inmail::source::Source;
-use inmail::startup::App;
 use inmail::store::{Store, StoreSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -58,23 +59,37 @@ impl Env {
         let mut s = Settings::default();
         s.daemon.batch_size = 2;
         s.daemon.workers = 1;
-        s.mailboxes.push(MailboxSettings {
-            name: format!("fake{}", server.port),
-            kind,
-            path: None,
-            host: Some("127.0.0.1".into()),
-            port: Some(server.port),
-            tls: Some("none".into()),
-            username: Some("bounces".into()),
+        s.mailboxes
+            .push(self.mailbox(kind, &format!("fake{}", server.port), server.port));
+        s
+    }
+
+    /// A mailbox on the fake server at `port` (IMAP: `after = "delete"`).
+    fn mailbox(&self, kind: MailboxKind, name: &str, port: u16) -> Mailbox {
+        let server = ServerSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: "bounces".into(),
             password_env: None,
             password_file: Some(self.password_file.clone()),
-            folder: None,
             ca_file: None,
-            after: (kind == MailboxKind::Imap).then(|| "delete".into()),
-            move_to: None,
-            poll_interval_secs: Some(60),
-        });
-        s
+        };
+        match kind {
+            MailboxKind::Imap => Mailbox::Imap(ImapMailbox {
+                name: name.into(),
+                server,
+                folder: "INBOX".into(),
+                after: ImapAfter::Delete,
+                poll_interval_secs: Some(60),
+            }),
+            MailboxKind::Pop3 => Mailbox::Pop3(Pop3Mailbox {
+                name: name.into(),
+                server,
+                after: Pop3After::Delete,
+                poll_interval_secs: Some(60),
+            }),
+        }
     }
 
     async fn app(&self, s: Settings) -> App {
@@ -91,11 +106,19 @@ impl Env {
     }
 }
 
+/// The two kinds of remote mailbox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MailboxKind {
+    Imap,
+    Pop3,
+}
+
 fn remote(app: &App) -> RemoteSource {
-    match &app.sources()[0] {
-        Source::Remote(s) => s.clone(),
-        other => panic!("not a remote source: {other:?}"),
-    }
+    let source = &app.sources()[0];
+    source
+        .downcast_ref::<RemoteSource>()
+        .unwrap_or_else(|| panic!("not a remote source: {source:?}"))
+        .clone()
 }
 
 /// A bounce for user{i} with `padding` bytes of returned original after
@@ -398,12 +421,9 @@ async fn run_once_drains_every_mailbox_when_one_server_is_dead(
     common::deliver(&md, "2.host", &dsn(1));
     let server = fake_servers::pop3(e.pool.clone(), vec![]).await;
     let mut settings = e.settings(MailboxKind::Pop3, &server);
-    settings.mailboxes[0].port = Some(dead);
     let dead_name = format!("dead{dead}");
-    settings.mailboxes[0].name = dead_name.clone();
-    settings
-        .mailboxes
-        .push(MailboxSettings::maildir("local", &md));
+    settings.mailboxes[0] = e.mailbox(MailboxKind::Pop3, &dead_name, dead);
+    settings.mailboxes.push(Mailbox::maildir("local", &md));
     let logs = Logs::global();
     let s = e.app(settings).await.run_once().await.expect("run");
     assert_eq!(

@@ -1,8 +1,8 @@
 //! `inmail run` (the daemon, or `--once` for cron), `inmail intake`
 //! (list / retry stored messages) and `inmail check-config`.
 
+use crate::app::App;
 use crate::config::{LogFormat, Settings};
-use crate::startup::App;
 use crate::store::{Store, StoreSettings};
 use anyhow::Context;
 use chrono::Utc;
@@ -103,49 +103,11 @@ pub fn run(config: Option<&Path>, pretty: bool, args: RunArgs) -> anyhow::Result
             wait_for_signal().await;
             signals.cancel();
         });
-        let Some(app) = build_when_reachable(&settings, &shutdown).await? else {
+        let Some(app) = App::build_when_reachable(&settings, &shutdown).await? else {
             return Ok(0);
         };
         app.run_until_stopped(shutdown).await?;
         Ok(0)
-    })
-}
-
-/// Builds the app; a database that is not up yet (boot order, failover) is
-/// waited for with the outage backoff, not fatal. `None`: stopped while
-/// waiting.
-pub(crate) async fn build_when_reachable(
-    settings: &Settings,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<App>> {
-    let mut backoff = crate::backoff::OutageBackoff::new();
-    let mut logged = false;
-    loop {
-        match App::build(settings.clone()).await {
-            Ok(app) => {
-                if logged {
-                    tracing::info!(state = "up", "database reachable");
-                }
-                return Ok(Some(app));
-            }
-            Err(e) if is_unreachable(&e) => {
-                if !logged {
-                    tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
-                    logged = true;
-                }
-                if crate::backoff::sleep_or_cancel(backoff.bump(), shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-pub(crate) fn is_unreachable(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<crate::store::StoreError>()
-            .is_some_and(crate::store::is_outage)
     })
 }
 
@@ -224,8 +186,8 @@ pub fn check_config(config: Option<&Path>, args: CheckConfigArgs) -> anyhow::Res
         }
     };
     // The same checks as `run` makes before connecting (see
-    // `startup::check_settings`): what one accepts, the other accepts.
-    if let Err(e) = crate::startup::check_settings(&settings) {
+    // `app::check_settings`): what one accepts, the other accepts.
+    if let Err(e) = crate::app::check_settings(&settings) {
         eprintln!("inmail: {e}");
         return Ok(1);
     }

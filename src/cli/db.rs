@@ -5,11 +5,11 @@
 
 use super::inputs;
 use crate::analysis::RecipientReport;
+use crate::app::rule_set;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
 use crate::ops::{self, deliveries::NewDelivery};
 use crate::rules::{self, Rule, RuleSet};
-use crate::startup::rule_set;
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
     StoreSettings,
@@ -406,7 +406,7 @@ fn matcher(set: &RuleSet, text: &str) -> Option<String> {
 async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow::Result<i32> {
     let batch_size = args.batch.max(1);
     let set = rule_set(settings, store).await?;
-    let analyzer = super::qualify::analyzer_from(settings)?;
+    let analyzer = crate::app::analyzer_from(settings)?;
     let (files, errors) = inputs::expand(&args.paths);
     for e in &errors {
         eprintln!("inmail: cannot read {e}");

@@ -2,7 +2,8 @@
 //! without a database.
 
 use super::inputs;
-use crate::analysis::{Analysis, Analyzer};
+use crate::analysis::Analysis;
+use crate::app::analyzer_from;
 use crate::config::Settings;
 use crate::rules::{RuleSet, Verdict};
 use anyhow::Context;
@@ -87,21 +88,6 @@ pub fn result<'a>(
             })
             .collect(),
     }
-}
-
-pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
-    let limits = crate::analysis::Limits {
-        max_message_bytes: settings.analysis.max_message_bytes,
-        max_part_bytes: settings.analysis.max_part_bytes,
-        max_parts: settings.analysis.max_parts,
-        max_recipients: settings.analysis.max_recipients,
-    };
-    let correlation = crate::analysis::Correlation {
-        tracking_header: settings.correlation.tracking_header.clone(),
-        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern)
-            .context("correlation.verp_pattern")?,
-    };
-    Ok(Analyzer::new(limits, correlation))
 }
 
 pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {

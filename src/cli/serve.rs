@@ -1,7 +1,8 @@
 //! `inmail serve`: the HTTP API alone, without mailbox work. Any number of
 //! `serve` and `run` processes on one database answer the same.
 
-use super::daemon::{build_when_reachable, runtime, wait_for_signal};
+use super::daemon::{runtime, wait_for_signal};
+use crate::app::App;
 use crate::config::{LogFormat, Settings};
 use anyhow::bail;
 use clap::Args;
@@ -33,7 +34,7 @@ pub fn run(config: Option<&Path>, pretty: bool, _args: ServeArgs) -> anyhow::Res
             wait_for_signal().await;
             signals.cancel();
         });
-        let Some(app) = build_when_reachable(&settings, &shutdown).await? else {
+        let Some(app) = App::build_when_reachable(&settings, &shutdown).await? else {
             return Ok(0);
         };
         let Some(listener) = app.bind_http().await? else {

@@ -31,14 +31,19 @@
 //! (the part before `:2,`, which stays the same when flags change): a hint
 //! for the logs; the content hash says what is a duplicate.
 
-use super::{note_stored, BoundedMessage, SetAside};
-use crate::config::{DaemonSettings, MailboxSettings};
-use crate::pipeline::Clock;
+use super::{
+    note_stored, BoundedMessage, DrainSummary, Fetch, FetchError, OnBatch, Prepared, Session,
+    SetAside, Source,
+};
+use crate::clock::Clock;
+use crate::config::{DaemonSettings, MaildirAfter, MaildirMailbox};
 use crate::store::{NewIntake, Store, StoreError};
+use futures::future::BoxFuture;
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +71,15 @@ impl SourceError {
     }
 }
 
-/// What to do with a file once it is stored.
+impl From<SourceError> for FetchError {
+    fn from(e: SourceError) -> Self {
+        let (outage, store) = (e.is_outage(), matches!(e, SourceError::Store(_)));
+        FetchError::new(e, outage, store)
+    }
+}
+
+/// What to do with a file once it is stored ([`MaildirAfter`] with the
+/// `move` destination resolved against the root).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum After {
     Seen,
@@ -75,25 +88,12 @@ pub enum After {
     Move(PathBuf),
 }
 
-/// What one [`MaildirSource::drain`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DrainSummary {
-    /// New intake rows.
-    pub stored: usize,
-    /// Already stored (same content): removed from the mailbox only.
-    pub duplicates: usize,
-    /// Listed, then gone before we read it.
-    pub vanished: usize,
-    /// Set aside (unreadable, or a fetch that failed on its own account) or
-    /// still waiting for its retry: left in the mailbox, tried again later.
-    pub skipped: usize,
-}
-
 #[derive(Clone)]
 pub struct MaildirSource {
     name: String,
     root: PathBuf,
     after: After,
+    poll: Duration,
     store: Store,
     batch_size: usize,
     batch_bytes: usize,
@@ -118,41 +118,15 @@ struct Fetched {
 }
 
 impl MaildirSource {
-    /// Every check [`MaildirSource::new`] and [`MaildirSource::check`] make,
-    /// without a store and without creating anything: what `check-config`
-    /// runs so that it accepts exactly what `run` accepts.
-    pub fn parse(m: &MailboxSettings) -> Result<(), SourceError> {
-        let (root, after) = Self::parsed(m)?;
-        check_structure(&root)?;
-        if let After::Move(dest) = after {
-            // `run` creates it; it must at least be creatable.
-            if dest.exists() && !dest.is_dir() {
-                return Err(SourceError::Config {
-                    name: m.name.clone(),
-                    message: format!("move_to: {} is not a directory", dest.display()),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn parsed(m: &MailboxSettings) -> Result<(PathBuf, After), SourceError> {
-        let config = |message: String| SourceError::Config {
-            name: m.name.clone(),
-            message,
-        };
-        let root = m
-            .path
-            .clone()
-            .ok_or_else(|| config("path is required for a maildir".into()))?;
-        let after = match m.after.as_deref().unwrap_or("seen") {
-            "seen" => After::Seen,
-            "delete" => After::Delete,
-            "move" => {
-                let to = m
-                    .move_to
-                    .as_deref()
-                    .ok_or_else(|| config("after = \"move\" needs move_to".into()))?;
+    /// Every check building the source makes, without a store and without
+    /// creating anything (`check-config` runs it too, so that it accepts
+    /// exactly what `run` accepts).
+    pub fn prepare(m: &MaildirMailbox, daemon: &DaemonSettings) -> Result<Prepared, SourceError> {
+        let root = m.path.clone();
+        let after = match &m.after {
+            MaildirAfter::Seen => After::Seen,
+            MaildirAfter::Delete => After::Delete,
+            MaildirAfter::Move { to } => {
                 let p = Path::new(to);
                 After::Move(if p.is_absolute() {
                     p.to_path_buf()
@@ -162,31 +136,41 @@ impl MaildirSource {
                     root.join(format!(".{to}"))
                 })
             }
-            other => return Err(config(format!("unknown after = {other:?}"))),
         };
-        Ok((root, after))
-    }
-
-    pub fn new(
-        m: &MailboxSettings,
-        daemon: &DaemonSettings,
-        store: Store,
-        clock: Clock,
-    ) -> Result<Self, SourceError> {
-        let (root, after) = Self::parsed(m)?;
-        Ok(Self {
-            name: m.name.clone(),
-            root,
-            after,
-            store,
-            batch_size: daemon.batch_size.min(daemon.queue_capacity).max(1),
-            batch_bytes: daemon.batch_bytes.max(1),
-            max_message_bytes: daemon.max_message_bytes.max(1),
-            set_aside: SetAside::new(std::time::Duration::from_secs(
-                daemon.skipped_retry_secs.max(1),
-            )),
-            clock,
-        })
+        check_structure(&root)?;
+        if let After::Move(dest) = &after {
+            // `run` creates it; it must at least be creatable.
+            if dest.exists() && !dest.is_dir() {
+                return Err(SourceError::Config {
+                    name: m.name.clone(),
+                    message: format!("move_to: {} is not a directory", dest.display()),
+                });
+            }
+        }
+        let name = m.name.clone();
+        let poll = Duration::from_secs(
+            m.poll_interval_secs
+                .unwrap_or(daemon.poll_interval_secs)
+                .max(1),
+        );
+        let batch_size = daemon.batch_size.min(daemon.queue_capacity).max(1);
+        let batch_bytes = daemon.batch_bytes.max(1);
+        let max_message_bytes = daemon.max_message_bytes.max(1);
+        let set_aside = SetAside::new(Duration::from_secs(daemon.skipped_retry_secs.max(1)));
+        Ok(Prepared::new(move |store, clock| {
+            Source::new(Self {
+                name,
+                root,
+                after,
+                poll,
+                store,
+                batch_size,
+                batch_bytes,
+                max_message_bytes,
+                set_aside,
+                clock,
+            })
+        }))
     }
 
     pub fn name(&self) -> &str {
@@ -242,7 +226,7 @@ impl MaildirSource {
     pub async fn drain(
         &self,
         cancel: &CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
     ) -> Result<DrainSummary, SourceError> {
         let me = self.clone();
         let files = tokio::task::spawn_blocking(move || me.list_pending())
@@ -386,6 +370,128 @@ impl MaildirSource {
         .await
         .map_err(|_| SourceError::Reader(self.name.clone()))??;
         Ok((stored, dup))
+    }
+}
+
+impl Fetch for MaildirSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "maildir"
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll
+    }
+
+    fn set_aside_count(&self) -> usize {
+        self.set_aside.len()
+    }
+
+    fn check_at_startup(&self) -> BoxFuture<'_, Result<(), FetchError>> {
+        Box::pin(async move { self.check().map_err(FetchError::from) })
+    }
+
+    fn drain<'a>(
+        &'a self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>> {
+        Box::pin(async move {
+            MaildirSource::drain(self, cancel, on_batch)
+                .await
+                .map_err(FetchError::from)
+        })
+    }
+
+    fn session(&self) -> Box<dyn Session + '_> {
+        Box::new(MaildirSession::new(self))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The daemon's view of a maildir: drains, and between them an inotify
+/// watch on `new/` (a coalescing signal) behind the periodic rescan.
+struct MaildirSession<'a> {
+    source: &'a MaildirSource,
+    events: tokio::sync::mpsc::Receiver<()>,
+    /// Keeps the channel open without a watcher (no event ever comes).
+    _sender: tokio::sync::mpsc::Sender<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl<'a> MaildirSession<'a> {
+    fn new(source: &'a MaildirSource) -> Self {
+        use notify::Watcher;
+        let (sender, events) = tokio::sync::mpsc::channel::<()>(1);
+        let tx = sender.clone();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.try_send(());
+        })
+        .and_then(|mut w| {
+            w.watch(&source.new_dir(), notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(mailbox = %source.name, error = %e, "cannot watch new/; relying on the periodic rescan");
+                None
+            }
+        };
+        Self {
+            source,
+            events,
+            _sender: sender,
+            watcher,
+        }
+    }
+}
+
+impl Session for MaildirSession<'_> {
+    fn drain<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>> {
+        Fetch::drain(self.source, cancel, on_batch)
+    }
+
+    fn wait_mode(&self) -> &'static str {
+        if self.watcher.is_some() {
+            "inotify"
+        } else {
+            "poll"
+        }
+    }
+
+    fn wait<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = self.events.recv() => {
+                    // let a burst of deliveries settle into one drain
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while self.events.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(self.source.poll) => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn reset(&mut self) {}
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
     }
 }
 

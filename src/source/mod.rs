@@ -1,4 +1,10 @@
-//! Mail retrieval from remote mailboxes (IMAP, POP3) over TLS.
+//! Where bounces come from. Each kind of mailbox is one file that
+//! implements [`Fetch`] ([`maildir`]; [`remote`] for IMAP and POP3, over
+//! the protocol clients [`imap`], [`pop3`] and [`tls`]), and [`build`] is
+//! the one place a `[[mailbox]]` table becomes a [`Source`]. The daemon's
+//! supervision loop (hold the lease, drain, wait, back off) is the same for
+//! every kind and lives with the app; a source only knows how to drain its
+//! mailbox into the intake table and how to wait for more.
 //!
 //! The protocol clients are deliberately small and hand-written: the daemon
 //! needs only a handful of commands, and owning the parser lets us bound every
@@ -10,62 +16,211 @@ pub mod pop3;
 pub mod remote;
 pub mod tls;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
-/// A configured mailbox of any kind, as the daemon drives it.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Maildir(maildir::MaildirSource),
-    /// IMAP or POP3.
-    Remote(remote::RemoteSource),
+use crate::clock::Clock;
+use crate::config::{DaemonSettings, Mailbox};
+use crate::store::Store;
+
+pub use crate::config::TlsMode;
+
+/// Called after each committed batch (the daemon wakes its workers).
+pub type OnBatch<'a> = &'a (dyn Fn() + Send + Sync);
+
+/// What one drain did, whatever the kind of source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainSummary {
+    /// New intake rows.
+    pub stored: usize,
+    /// Already stored (same content): acknowledged in the mailbox only.
+    pub duplicates: usize,
+    /// Listed, then gone before we read it.
+    pub vanished: usize,
+    /// Set aside (unreadable, or a fetch that failed on its own account) or
+    /// still waiting for its retry: left in the mailbox, tried again later.
+    pub skipped: usize,
 }
 
-/// Why a [`Source::drain`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error(transparent)]
-    Maildir(#[from] maildir::SourceError),
-    #[error(transparent)]
-    Remote(#[from] remote::RemoteError),
+impl DrainSummary {
+    /// Anything worth a log line happened.
+    pub fn is_empty(&self) -> bool {
+        self.stored + self.duplicates + self.vanished + self.skipped == 0
+    }
+}
+
+/// A kind of mailbox: drains it into the intake table, and opens the
+/// [`Session`] the daemon keeps between drains.
+pub trait Fetch: fmt::Debug + Send + Sync + 'static {
+    /// `[[mailbox]] name`.
+    fn name(&self) -> &str;
+    /// `[[mailbox]] kind`.
+    fn kind(&self) -> &'static str;
+    /// The rescan / poll period (`poll_interval_secs`).
+    fn poll_interval(&self) -> Duration;
+    /// Messages set aside now (waiting for their slow retry).
+    fn set_aside_count(&self) -> usize;
+    /// Checks at start what can be checked before the first drain (a
+    /// maildir's folders, a server's login): a refusal is an error, a
+    /// server merely unreachable is logged and left to the daemon.
+    fn check_at_startup(&self) -> BoxFuture<'_, Result<(), FetchError>>;
+    /// Stores everything pending in intake, then acknowledges it; opens and
+    /// closes what it needs. Stops between batches when `cancel` fires.
+    fn drain<'a>(
+        &'a self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>>;
+    /// What the daemon runs: a connection or a watch kept between drains.
+    fn session(&self) -> Box<dyn Session + '_>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A source as the daemon runs it: drain, wait for more, drain again.
+pub trait Session: Send {
+    /// [`Fetch::drain`] over this session (connecting first when needed).
+    fn drain<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>>;
+    /// How [`Session::wait`] waits now: `idle`, `poll` or `inotify`.
+    fn wait_mode(&self) -> &'static str;
+    /// Returns when there may be new mail: IMAP IDLE, an inotify event, or
+    /// the poll interval; at once when `cancel` fires.
+    fn wait<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<(), FetchError>>;
+    /// Forgets the connection after an error: the next drain reconnects.
+    fn reset(&mut self);
+    /// Ends the session (IMAP LOGOUT, bounded).
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A configured mailbox of any kind.
+#[derive(Debug, Clone)]
+pub struct Source(Arc<dyn Fetch>);
+
+impl Source {
+    pub fn new(fetch: impl Fetch) -> Self {
+        Self(Arc::new(fetch))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    pub fn fetch(&self) -> &dyn Fetch {
+        &*self.0
+    }
+
+    /// See [`Fetch::drain`].
+    pub async fn drain(
+        &self,
+        cancel: &CancellationToken,
+        on_batch: OnBatch<'_>,
+    ) -> Result<DrainSummary, FetchError> {
+        self.0.drain(cancel, on_batch).await
+    }
+
+    /// The source as its own type (tests, kind-specific tools).
+    pub fn downcast_ref<T: Fetch>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+}
+
+/// A `[[mailbox]]` table checked the way `run` checks it (keys, password
+/// readable, CA file loadable), ready to become a [`Source`] once there is
+/// a store. Nothing is created and no server is contacted.
+pub struct Prepared(Box<dyn FnOnce(Store, Clock) -> Source + Send>);
+
+impl Prepared {
+    pub fn new(make: impl FnOnce(Store, Clock) -> Source + Send + 'static) -> Self {
+        Self(Box::new(make))
+    }
+
+    pub fn into_source(self, store: Store, clock: Clock) -> Source {
+        (self.0)(store, clock)
+    }
+}
+
+/// The one place settings become sources: a new kind of mailbox is a file
+/// implementing [`Fetch`] and an arm here.
+pub fn build(m: &Mailbox, daemon: &DaemonSettings) -> Result<Prepared, FetchError> {
+    match m {
+        Mailbox::Maildir(m) => maildir::MaildirSource::prepare(m, daemon).map_err(FetchError::from),
+        Mailbox::Imap(m) => remote::RemoteSource::prepare_imap(m, daemon).map_err(FetchError::from),
+        Mailbox::Pop3(m) => remote::RemoteSource::prepare_pop3(m, daemon).map_err(FetchError::from),
+    }
+}
+
+/// Why a source failed: its kind's own error, and what the daemon needs to
+/// know of it.
+pub struct FetchError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    outage: bool,
+    store: bool,
 }
 
 impl FetchError {
+    /// `outage`: the database or the mail server is unreachable (retry as
+    /// is); `store`: the database failed (the lease session may be gone too).
+    pub fn new(
+        error: impl std::error::Error + Send + Sync + 'static,
+        outage: bool,
+        store: bool,
+    ) -> Self {
+        Self {
+            error: Box::new(error),
+            outage,
+            store,
+        }
+    }
+
     /// The database or the mail server is unreachable (retry as is).
     pub fn is_outage(&self) -> bool {
-        match self {
-            Self::Maildir(e) => e.is_outage(),
-            Self::Remote(e) => e.is_outage(),
-        }
+        self.outage
+    }
+
+    /// PostgreSQL failed: the mailbox lease may be gone with its session.
+    pub fn is_store(&self) -> bool {
+        self.store
+    }
+
+    /// The kind's own error.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.error.downcast_ref()
     }
 }
 
-impl Source {
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Maildir(s) => s.name(),
-            Self::Remote(s) => s.name(),
-        }
+impl fmt::Debug for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.error, f)
     }
+}
 
-    /// Stores everything pending in intake, then acknowledges it (see
-    /// [`maildir::MaildirSource::drain`], [`remote::RemoteSource::drain`]).
-    pub async fn drain(
-        &self,
-        cancel: &tokio_util::sync::CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
-    ) -> Result<maildir::DrainSummary, FetchError> {
-        Ok(match self {
-            Self::Maildir(s) => s.drain(cancel, on_batch).await?,
-            Self::Remote(s) => s.drain(cancel, on_batch).await?,
-        })
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
     }
 }
 
@@ -151,49 +306,6 @@ pub(crate) fn note_stored(
         }
     }
     (stored, results.len() - stored)
-}
-
-/// How the connection to the mail server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    /// TLS from the first byte (imaps/993, pop3s/995).
-    Implicit,
-    /// Plain connection upgraded with STARTTLS (IMAP) or STLS (POP3) before login.
-    StartTls,
-    /// No TLS at all; only sensible on loopback or inside a trusted network.
-    None,
-}
-
-impl TlsMode {
-    fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::Implicit => "implicit",
-            TlsMode::StartTls => "starttls",
-            TlsMode::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TlsMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "implicit" => Ok(TlsMode::Implicit),
-            "starttls" => Ok(TlsMode::StartTls),
-            "none" => Ok(TlsMode::None),
-            other => Err(format!(
-                "invalid TLS mode {other:?} (expected implicit, starttls or none)"
-            )),
-        }
-    }
 }
 
 /// Where and how to reach a mail server.
@@ -373,14 +485,6 @@ pub(crate) fn server_text(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tls_mode_round_trips() {
-        for mode in [TlsMode::Implicit, TlsMode::StartTls, TlsMode::None] {
-            assert_eq!(mode.to_string().parse::<TlsMode>(), Ok(mode));
-        }
-        assert!("tls".parse::<TlsMode>().is_err());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_message_set_aside_is_due_again_after_the_retry_delay() {

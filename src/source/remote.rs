@@ -35,28 +35,30 @@
 //! POP3 has no folders and no flags, so only `after = "delete"` (the
 //! default for POP3) is accepted. Polled every `poll_interval_secs`.
 //!
-//! **Failures.** Every loop survives a mail server or PostgreSQL going away:
-//! it logs once per state change (`source up`, `source down`, `recovered`),
-//! backs off (0.5 s doubling to 30 s) and resumes by itself. Passwords come
-//! from `password_env` or the first line of `password_file` and appear in no
-//! log and no error.
+//! **Failures.** An error ends the drain with a [`RemoteError`] saying
+//! whether it is an outage (server or database unreachable) or needs an
+//! operator; the daemon's supervision loop (`app::supervisor`) logs it once
+//! per state change, backs off and reconnects. Passwords come from
+//! `password_env` or the first line of `password_file` and appear in no log
+//! and no error.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use secrecy::SecretString;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::imap::{IdleOutcome, ImapClient, Selected};
-use super::maildir::DrainSummary;
 use super::pop3::Pop3Client;
-use super::{note_stored, tls, Deadlines, MailboxError, ServerEndpoint, SetAside, TlsMode};
-use crate::backoff::{sleep_or_cancel, OutageBackoff};
-use crate::config::{DaemonSettings, MailboxKind, MailboxSettings};
-use crate::pipeline::Clock;
-use crate::store::{Checkpoint, MailboxLease, NewIntake, Store, StoreError};
+use super::{
+    note_stored, tls, Deadlines, DrainSummary, Fetch, FetchError, MailboxError, OnBatch, Prepared,
+    ServerEndpoint, Session, SetAside, Source, TlsMode,
+};
+use crate::backoff::sleep_or_cancel;
+use crate::clock::Clock;
+use crate::config::{DaemonSettings, ImapAfter, ImapMailbox, Pop3Mailbox, ServerSettings};
+use crate::store::{Checkpoint, NewIntake, Store, StoreError};
 
 /// Bound for connecting and for every network read or write.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,6 +109,13 @@ impl RemoteError {
             Self::Server { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+impl From<RemoteError> for FetchError {
+    fn from(e: RemoteError) -> Self {
+        let (outage, store) = (e.is_outage(), e.is_store());
+        FetchError::new(e, outage, store)
     }
 }
 
@@ -165,11 +174,27 @@ pub enum RemoteAfter {
     Move(String),
 }
 
+/// The two protocols a [`RemoteSource`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Pop3,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Imap => "imap",
+            Self::Pop3 => "pop3",
+        }
+    }
+}
+
 /// A configured IMAP or POP3 mailbox.
 #[derive(Clone)]
 pub struct RemoteSource {
     name: String,
-    kind: MailboxKind,
+    kind: Protocol,
     endpoint: ServerEndpoint,
     username: String,
     password: SecretString,
@@ -183,7 +208,6 @@ pub struct RemoteSource {
     set_aside: SetAside,
     store: Store,
     clock: Clock,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl fmt::Debug for RemoteSource {
@@ -200,18 +224,6 @@ impl fmt::Debug for RemoteSource {
     }
 }
 
-/// A mailbox's settings, checked.
-struct Parsed {
-    name: String,
-    kind: MailboxKind,
-    endpoint: ServerEndpoint,
-    username: String,
-    password: SecretString,
-    folder: String,
-    after: RemoteAfter,
-    poll: Duration,
-}
-
 /// An open IMAP session with the folder selected.
 struct ImapSession {
     client: ImapClient,
@@ -219,182 +231,109 @@ struct ImapSession {
     idle: bool,
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn kind_str(kind: MailboxKind) -> &'static str {
-    match kind {
-        MailboxKind::Imap => "imap",
-        MailboxKind::Pop3 => "pop3",
-        MailboxKind::Maildir => "maildir",
-    }
-}
-
 impl RemoteSource {
-    /// Builds the source from its `[[mailbox]]` table, checking every
-    /// setting it uses: the error names the mailbox and the key (never the
-    /// password). Reads the password and loads `ca_file` now, so a bad one
-    /// stops the daemon at start rather than at the first fetch.
-    pub fn new(
-        m: &MailboxSettings,
+    /// An IMAP mailbox: see [`RemoteSource::prepare`].
+    pub fn prepare_imap(m: &ImapMailbox, daemon: &DaemonSettings) -> Result<Prepared, RemoteError> {
+        let after = match &m.after {
+            ImapAfter::Seen => RemoteAfter::Seen,
+            ImapAfter::Delete => RemoteAfter::Delete,
+            ImapAfter::Move { to } => RemoteAfter::Move(to.clone()),
+        };
+        Self::prepare(
+            &m.name,
+            Protocol::Imap,
+            &m.server,
+            m.folder.clone(),
+            after,
+            m.poll_interval_secs,
+            daemon,
+        )
+    }
+
+    /// A POP3 mailbox: see [`RemoteSource::prepare`].
+    pub fn prepare_pop3(m: &Pop3Mailbox, daemon: &DaemonSettings) -> Result<Prepared, RemoteError> {
+        Self::prepare(
+            &m.name,
+            Protocol::Pop3,
+            &m.server,
+            String::new(),
+            RemoteAfter::Delete,
+            m.poll_interval_secs,
+            daemon,
+        )
+    }
+
+    /// Reads the password and loads `ca_file` now, so that a bad one stops
+    /// the daemon at start (and `check-config`) rather than at the first
+    /// fetch; the error names the mailbox and the key, never the password.
+    /// The rest of the table was checked when it was read.
+    fn prepare(
+        name: &str,
+        kind: Protocol,
+        server: &ServerSettings,
+        folder: String,
+        after: RemoteAfter,
+        poll_interval_secs: Option<u64>,
         daemon: &DaemonSettings,
-        store: Store,
-        clock: Clock,
-    ) -> Result<Self, RemoteError> {
-        let p = Self::parsed(m, daemon)?;
-        Ok(Self {
-            name: p.name,
-            kind: p.kind,
-            endpoint: p.endpoint,
-            username: p.username,
-            password: p.password,
-            folder: p.folder,
-            after: p.after,
-            poll: p.poll,
-            batch_size: daemon.batch_size.max(1),
-            batch_bytes: daemon.batch_bytes.max(1),
-            max_message_size: daemon.max_message_bytes.max(1),
-            deadlines: Deadlines {
-                message: Duration::from_secs(daemon.message_timeout_secs.max(1)),
-                command: Duration::from_secs(daemon.command_timeout_secs.max(1)),
-            },
-            set_aside: SetAside::new(Duration::from_secs(daemon.skipped_retry_secs.max(1))),
-            store,
-            clock,
-            metrics: None,
-        })
-    }
-
-    /// Every check [`RemoteSource::new`] makes, without a store: what
-    /// `check-config` runs so that it accepts exactly what `run` accepts.
-    pub fn parse(m: &MailboxSettings, daemon: &DaemonSettings) -> Result<(), RemoteError> {
-        Self::parsed(m, daemon).map(drop)
-    }
-
-    fn parsed(m: &MailboxSettings, daemon: &DaemonSettings) -> Result<Parsed, RemoteError> {
+    ) -> Result<Prepared, RemoteError> {
         let err = |key: &'static str, message: String| RemoteError::Config {
-            mailbox: m.name.clone(),
+            mailbox: name.to_owned(),
             key,
             message,
         };
-        let kind = m.kind;
-        if kind == MailboxKind::Maildir {
-            return Err(err("kind", "a maildir is not a remote mailbox".into()));
-        }
-        let host = m.host.as_deref().map(str::trim).unwrap_or_default();
-        if host.is_empty() {
-            return Err(err("host", "required for IMAP and POP3".into()));
-        }
-        if host.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(err("host", format!("{host:?} is not a host name")));
-        }
-        let tls: TlsMode = match m.tls.as_deref() {
-            None => TlsMode::Implicit,
-            Some(t) => t.parse().map_err(|e| err("tls", e))?,
-        };
-        if tls == TlsMode::None && !is_loopback(host) {
-            return Err(err(
-                "tls",
-                format!(
-                    "\"none\" would send the password in clear text; it is allowed only for a \
-                     loopback host (localhost, 127.0.0.1, ::1), not {host:?}: use \"implicit\" \
-                     or \"starttls\""
-                ),
-            ));
-        }
-        let port = match m.port {
-            Some(0) => return Err(err("port", "0 is not a port".into())),
-            Some(p) => p,
-            None => match (kind, tls) {
-                (MailboxKind::Imap, TlsMode::Implicit) => 993,
-                (MailboxKind::Imap, _) => 143,
-                (_, TlsMode::Implicit) => 995,
-                _ => 110,
-            },
-        };
-        let username = m.username.as_deref().unwrap_or_default().to_owned();
-        if username.trim().is_empty() {
-            return Err(err("username", "required for IMAP and POP3".into()));
-        }
-        let password = read_password(m).map_err(|(key, message)| err(key, message))?;
-        if let Some(ca) = &m.ca_file {
-            if tls != TlsMode::None {
+        let password = read_password(server).map_err(|(key, message)| err(key, message))?;
+        if let Some(ca) = &server.ca_file {
+            if server.tls != TlsMode::None {
                 tls::connector(Some(ca)).map_err(|e| err("ca_file", e.to_string()))?;
             }
         }
-        let folder = match (kind, m.folder.as_deref()) {
-            (MailboxKind::Pop3, Some(_)) => {
-                return Err(err("folder", "POP3 has no folders; remove the key".into()))
-            }
-            (MailboxKind::Pop3, None) => String::new(),
-            (_, f) => f.unwrap_or("INBOX").to_owned(),
+        let name = name.to_owned();
+        let endpoint = ServerEndpoint {
+            host: server.host.clone(),
+            port: server.port,
+            tls: server.tls,
+            ca_file: server.ca_file.clone(),
+            timeout: DEFAULT_TIMEOUT,
         };
-        if kind == MailboxKind::Imap {
-            check_folder_name(&folder).map_err(|message| err("folder", message))?;
-        }
-        let after = match (kind, m.after.as_deref()) {
-            (MailboxKind::Pop3, None | Some("delete")) => RemoteAfter::Delete,
-            (MailboxKind::Pop3, Some(other)) => {
-                return Err(err(
-                    "after",
-                    format!(
-                        "{other:?} is not possible with POP3 (no folders, no flags): use \"delete\""
-                    ),
-                ))
-            }
-            (_, None | Some("seen")) => RemoteAfter::Seen,
-            (_, Some("delete")) => RemoteAfter::Delete,
-            (_, Some("move")) => {
-                let to = m
-                    .move_to
-                    .as_deref()
-                    .ok_or_else(|| err("move_to", "required when after = \"move\"".into()))?;
-                check_folder_name(to).map_err(|message| err("move_to", message))?;
-                if to == folder {
-                    return Err(err("move_to", format!("{to:?} is the folder being read")));
-                }
-                RemoteAfter::Move(to.to_owned())
-            }
-            (_, Some(other)) => {
-                return Err(err(
-                    "after",
-                    format!("{other:?}: expected \"seen\", \"delete\" or \"move\""),
-                ))
-            }
-        };
+        let username = server.username.clone();
         let poll = Duration::from_secs(
-            m.poll_interval_secs
+            poll_interval_secs
                 .unwrap_or(daemon.poll_interval_secs)
                 .max(1),
         );
-        Ok(Parsed {
-            name: m.name.clone(),
-            kind,
-            endpoint: ServerEndpoint {
-                host: host.to_owned(),
-                port,
-                tls,
-                ca_file: m.ca_file.clone(),
-                timeout: DEFAULT_TIMEOUT,
-            },
-            username,
-            password,
-            folder,
-            after,
-            poll,
-        })
+        let (batch_size, batch_bytes) = (daemon.batch_size.max(1), daemon.batch_bytes.max(1));
+        let max_message_size = daemon.max_message_bytes.max(1);
+        let deadlines = Deadlines {
+            message: Duration::from_secs(daemon.message_timeout_secs.max(1)),
+            command: Duration::from_secs(daemon.command_timeout_secs.max(1)),
+        };
+        let set_aside = SetAside::new(Duration::from_secs(daemon.skipped_retry_secs.max(1)));
+        Ok(Prepared::new(move |store, clock| {
+            Source::new(Self {
+                name,
+                kind,
+                endpoint,
+                username,
+                password,
+                folder,
+                after,
+                poll,
+                batch_size,
+                batch_bytes,
+                max_message_size,
+                deadlines,
+                set_aside,
+                store,
+                clock,
+            })
+        }))
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn kind(&self) -> MailboxKind {
+    pub fn protocol(&self) -> Protocol {
         self.kind
     }
 
@@ -446,7 +385,7 @@ impl RemoteSource {
     /// `move_to`), then logs out. Nothing is fetched.
     pub async fn check(&self) -> Result<(), RemoteError> {
         match self.kind {
-            MailboxKind::Pop3 => {
+            Protocol::Pop3 => {
                 let client = self.open_pop3().await?;
                 client.quit().await.map_err(|e| self.server_error(e))
             }
@@ -468,11 +407,11 @@ impl RemoteSource {
     pub async fn check_at_startup(&self) -> Result<(), RemoteError> {
         match self.check().await {
             Ok(()) => {
-                tracing::info!(mailbox = %self.name, kind = kind_str(self.kind), endpoint = %self.endpoint, "mailbox server reachable, login accepted");
+                tracing::info!(mailbox = %self.name, kind = self.kind.as_str(), endpoint = %self.endpoint, "mailbox server reachable, login accepted");
                 Ok(())
             }
             Err(e) if e.is_outage() => {
-                tracing::warn!(mailbox = %self.name, kind = kind_str(self.kind), error = %e, "mailbox server unreachable at start; will retry");
+                tracing::warn!(mailbox = %self.name, kind = self.kind.as_str(), error = %e, "mailbox server unreachable at start; will retry");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -485,10 +424,10 @@ impl RemoteSource {
     pub async fn drain(
         &self,
         cancel: &CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
     ) -> Result<DrainSummary, RemoteError> {
         match self.kind {
-            MailboxKind::Pop3 => self.drain_pop3(cancel, on_batch).await,
+            Protocol::Pop3 => self.drain_pop3(cancel, on_batch).await,
             _ => {
                 let mut session = self.open_imap().await?;
                 let summary = self.drain_imap(&mut session, cancel, on_batch).await?;
@@ -538,7 +477,7 @@ impl RemoteSource {
         &self,
         items: Vec<NewIntake>,
         summary: &mut DrainSummary,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
     ) -> Result<(), RemoteError> {
         let (stored, dup) = self.store_batch(&items).await?;
         summary.stored += stored;
@@ -559,12 +498,7 @@ impl RemoteSource {
             .intake_insert_batch(&self.name, items, (self.clock)())
             .await
             .map_err(|e| self.store_error(e))?;
-        Ok(note_stored(
-            &self.name,
-            kind_str(self.kind),
-            items,
-            &results,
-        ))
+        Ok(note_stored(&self.name, self.kind.as_str(), items, &results))
     }
 
     /// Sets a message aside after a fetch failure that is the message's
@@ -576,7 +510,7 @@ impl RemoteSource {
         if first {
             tracing::warn!(
                 mailbox = %self.name,
-                kind = kind_str(self.kind),
+                kind = self.kind.as_str(),
                 uid,
                 error = %error,
                 stalled,
@@ -601,7 +535,7 @@ impl RemoteSource {
         &self,
         s: &mut ImapSession,
         cancel: &CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
     ) -> Result<DrainSummary, RemoteError> {
         let se = |e| self.server_error(e);
         let mut summary = DrainSummary::default();
@@ -764,7 +698,7 @@ impl RemoteSource {
     async fn drain_pop3(
         &self,
         cancel: &CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
     ) -> Result<DrainSummary, RemoteError> {
         let mut summary = DrainSummary::default();
         let mut skipped = std::collections::HashSet::new();
@@ -791,7 +725,7 @@ impl RemoteSource {
         &self,
         client: &mut Pop3Client,
         cancel: &CancellationToken,
-        on_batch: &(dyn Fn() + Send + Sync),
+        on_batch: OnBatch<'_>,
         summary: &mut DrainSummary,
         skipped: &mut std::collections::HashSet<String>,
     ) -> Result<Pop3Pass, RemoteError> {
@@ -857,170 +791,165 @@ impl RemoteSource {
         }
         Ok(Pop3Pass::Complete)
     }
+}
 
-    /// The daemon loop: holds the mailbox lease, drains, waits for new mail
-    /// (IMAP IDLE, else polling), and survives the server or the database
-    /// going away. Returns when `cancel` fires (the batch in hand is
-    /// finished first).
-    /// Reports the source's state as `inmail_source_up{mailbox}`.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
+impl Fetch for RemoteSource {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    pub async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
-        let kind = kind_str(self.kind);
-        let name = self.name.clone();
-        let mut state = SourceState::new(&name, kind, self.metrics.clone());
-        let mut retry = OutageBackoff::new();
-        let lease_retry = self.poll.min(Duration::from_secs(5));
-        let mut lease: Option<MailboxLease> = None;
-        let mut waiting_logged = false;
-        let mut session: Option<ImapSession> = None;
-        let w = Arc::clone(&wake);
-        let on_batch = move || w.notify_waiters();
-        while !cancel.is_cancelled() {
-            // 1. hold the lease
-            if let Some(l) = lease.as_mut() {
-                if let Err(e) = l.check().await {
-                    tracing::warn!(mailbox = %name, kind, error = %e, "lost the mailbox lease");
-                    lease = None;
-                    session = None;
-                }
-            }
-            if lease.is_none() {
-                match self.store.try_lease(&name).await {
-                    Ok(Some(l)) => {
-                        tracing::info!(mailbox = %name, kind, "mailbox lease taken; fetching");
-                        waiting_logged = false;
-                        lease = Some(l);
-                    }
-                    Ok(None) => {
-                        if !waiting_logged {
-                            tracing::info!(mailbox = %name, kind, "another instance fetches this mailbox; waiting for its lease");
-                            waiting_logged = true;
-                        }
-                        if sleep_or_cancel(lease_retry, &cancel).await {
-                            break;
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        let d = retry.bump();
-                        state.down(&self.store_error(e), d);
-                        if sleep_or_cancel(d, &cancel).await {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            }
-            // 2. drain
-            let result = match self.kind {
-                MailboxKind::Pop3 => self.drain_pop3(&cancel, &on_batch).await,
-                _ => {
-                    if session.is_none() {
-                        let opened = tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            r = self.open_imap() => r,
-                        };
-                        match opened {
-                            Ok(s) => {
-                                tracing::info!(
-                                    mailbox = %name,
-                                    kind,
-                                    endpoint = %self.endpoint,
-                                    folder = %self.folder,
-                                    uid_validity = s.selected.uid_validity,
-                                    exists = s.selected.exists,
-                                    idle = s.idle,
-                                    "connected"
-                                );
-                                session = Some(s);
-                            }
-                            Err(e) => {
-                                let d = retry.bump();
-                                state.down(&e, d);
-                                if sleep_or_cancel(d, &cancel).await {
-                                    break;
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    match session.as_mut() {
-                        Some(s) => self.drain_imap(s, &cancel, &on_batch).await,
-                        None => continue,
-                    }
-                }
+    fn kind(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll
+    }
+
+    fn set_aside_count(&self) -> usize {
+        self.set_aside.len()
+    }
+
+    fn check_at_startup(&self) -> BoxFuture<'_, Result<(), FetchError>> {
+        Box::pin(async move {
+            RemoteSource::check_at_startup(self)
+                .await
+                .map_err(FetchError::from)
+        })
+    }
+
+    fn drain<'a>(
+        &'a self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>> {
+        Box::pin(async move {
+            RemoteSource::drain(self, cancel, on_batch)
+                .await
+                .map_err(FetchError::from)
+        })
+    }
+
+    fn session(&self) -> Box<dyn Session + '_> {
+        Box::new(RemoteSession {
+            source: self,
+            imap: None,
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The daemon's view of a remote mailbox: IMAP keeps its session between
+/// drains and waits in IDLE when the server offers it (re-draining at
+/// least every `poll_interval_secs`), else polls; POP3 connects for each
+/// drain and polls.
+struct RemoteSession<'a> {
+    source: &'a RemoteSource,
+    imap: Option<ImapSession>,
+}
+
+impl RemoteSession<'_> {
+    async fn drain_imap(
+        &mut self,
+        cancel: &CancellationToken,
+        on_batch: OnBatch<'_>,
+    ) -> Result<DrainSummary, RemoteError> {
+        let source = self.source;
+        if self.imap.is_none() {
+            let opened = tokio::select! {
+                _ = cancel.cancelled() => return Ok(DrainSummary::default()),
+                r = source.open_imap() => r?,
             };
-            match result {
-                Ok(s) => {
-                    state.up();
-                    if let Some(m) = &self.metrics {
-                        m.record_drain(&name, s.skipped, self.set_aside.len());
-                    }
-                    retry.reset();
-                    if s.stored + s.duplicates + s.vanished + s.skipped > 0 {
-                        tracing::info!(mailbox = %name, kind, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = self.set_aside.len(), "fetched");
-                    }
-                }
-                Err(e) => {
-                    session = None;
-                    if e.is_store() {
-                        lease = None; // its session may be gone too
-                    }
-                    let d = retry.bump();
-                    state.down(&e, d);
-                    if sleep_or_cancel(d, &cancel).await {
-                        break;
-                    }
-                    continue;
-                }
+            tracing::info!(
+                mailbox = %source.name,
+                kind = "imap",
+                endpoint = %source.endpoint,
+                folder = %source.folder,
+                uid_validity = opened.selected.uid_validity,
+                exists = opened.selected.exists,
+                idle = opened.idle,
+                "connected"
+            );
+            self.imap = Some(opened);
+        }
+        match self.imap.as_mut() {
+            Some(s) => source.drain_imap(s, cancel, on_batch).await,
+            None => Ok(DrainSummary::default()),
+        }
+    }
+}
+
+impl Session for RemoteSession<'_> {
+    fn drain<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+        on_batch: OnBatch<'a>,
+    ) -> BoxFuture<'a, Result<DrainSummary, FetchError>> {
+        Box::pin(async move {
+            match self.source.kind {
+                Protocol::Pop3 => self.source.drain_pop3(cancel, on_batch).await,
+                Protocol::Imap => self.drain_imap(cancel, on_batch).await,
             }
-            // 3. wait for new mail
-            match session.as_mut() {
+            .map_err(FetchError::from)
+        })
+    }
+
+    fn wait_mode(&self) -> &'static str {
+        match &self.imap {
+            Some(s) if s.idle => "idle",
+            _ => "poll",
+        }
+    }
+
+    fn wait<'a>(
+        &'a mut self,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(async move {
+            let source = self.source;
+            match self.imap.as_mut() {
                 Some(s) if s.idle => {
-                    state.waiting("idle");
                     let outcome = tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        r = s.client.idle(self.poll) => r,
+                        _ = cancel.cancelled() => return Ok(()),
+                        r = s.client.idle(source.poll) => r,
                     };
                     match outcome {
                         Ok(IdleOutcome::NewMail) => {
-                            tracing::debug!(mailbox = %name, kind, "IDLE: new mail");
+                            tracing::debug!(mailbox = %source.name, kind = "imap", "IDLE: new mail");
+                            Ok(())
                         }
-                        Ok(IdleOutcome::Timeout) => {}
-                        Err(e) => {
-                            session = None;
-                            let d = retry.bump();
-                            state.down(&self.server_error(e), d);
-                            if sleep_or_cancel(d, &cancel).await {
-                                break;
-                            }
-                        }
+                        Ok(IdleOutcome::Timeout) => Ok(()),
+                        Err(e) => Err(source.server_error(e).into()),
                     }
                 }
                 _ => {
-                    state.waiting("poll");
-                    if sleep_or_cancel(self.poll, &cancel).await {
-                        break;
-                    }
+                    sleep_or_cancel(source.poll, cancel).await;
+                    Ok(())
                 }
             }
-        }
-        if let Some(s) = session {
-            let _ = tokio::time::timeout(Duration::from_secs(2), s.client.logout()).await;
-        }
-        if let Some(l) = lease {
-            l.release().await;
-        }
+        })
+    }
+
+    fn reset(&mut self) {
+        self.imap = None;
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        let imap = self.imap;
+        Box::pin(async move {
+            if let Some(s) = imap {
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.client.logout()).await;
+            }
+        })
     }
 }
 
 /// The password from `password_env` (preferred) or the first line of
 /// `password_file`; errors name the key, never the value.
-fn read_password(m: &MailboxSettings) -> Result<SecretString, (&'static str, String)> {
+fn read_password(m: &ServerSettings) -> Result<SecretString, (&'static str, String)> {
     if let Some(var) = &m.password_env {
         return match std::env::var(var) {
             Ok(p) if !p.is_empty() => Ok(SecretString::from(p)),
@@ -1066,109 +995,9 @@ fn read_password(m: &MailboxSettings) -> Result<SecretString, (&'static str, Str
     ))
 }
 
-/// IMAP folder names are sent as quoted strings (7-bit, no line breaks).
-fn check_folder_name(folder: &str) -> Result<(), String> {
-    if folder.is_empty()
-        || !folder
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        return Err(format!(
-            "{folder:?}: must be non-empty printable ASCII without quotes or backslashes"
-        ));
-    }
-    Ok(())
-}
-
-/// Logs a source's state only when it changes.
-struct SourceState {
-    name: String,
-    kind: &'static str,
-    up: Option<bool>,
-    waiting: Option<&'static str>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-impl SourceState {
-    fn new(name: &str, kind: &'static str, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
-        Self {
-            name: name.to_owned(),
-            kind,
-            up: None,
-            waiting: None,
-            metrics,
-        }
-    }
-
-    fn up(&mut self) {
-        if let Some(m) = &self.metrics {
-            m.set_source_up(&self.name, true);
-        }
-        match self.up {
-            Some(true) => {}
-            Some(false) => {
-                tracing::info!(mailbox = %self.name, kind = self.kind, state = "up", "source {} recovered", self.name);
-            }
-            None => {
-                tracing::info!(mailbox = %self.name, kind = self.kind, state = "up", "source {} is up", self.name);
-            }
-        }
-        self.up = Some(true);
-    }
-
-    fn down(&mut self, error: &RemoteError, retry_in: Duration) {
-        self.waiting = None;
-        if let Some(m) = &self.metrics {
-            m.set_source_up(&self.name, false);
-        }
-        if self.up != Some(false) {
-            tracing::error!(
-                mailbox = %self.name,
-                kind = self.kind,
-                state = "down",
-                error = %error,
-                outage = error.is_outage(),
-                retry_in_ms = retry_in.as_millis() as u64,
-                "source {} is down; reconnecting with backoff",
-                self.name
-            );
-            self.up = Some(false);
-        } else {
-            tracing::debug!(mailbox = %self.name, kind = self.kind, error = %error, retry_in_ms = retry_in.as_millis() as u64, "still down");
-        }
-    }
-
-    /// `idle` or `poll`: logged when the way of waiting changes.
-    fn waiting(&mut self, how: &'static str) {
-        if self.waiting != Some(how) {
-            tracing::info!(mailbox = %self.name, kind = self.kind, wait = how, "waiting for new mail ({how})");
-            self.waiting = Some(how);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("localhost"));
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("::1"));
-        assert!(is_loopback("[::1]"));
-        assert!(!is_loopback("mail.example.com"));
-        assert!(!is_loopback("10.0.0.1"));
-    }
-
-    #[test]
-    fn folder_names() {
-        assert!(check_folder_name("INBOX").is_ok());
-        assert!(check_folder_name("Processed/Bounces").is_ok());
-        assert!(check_folder_name("").is_err());
-        assert!(check_folder_name("a\"b").is_err());
-        assert!(check_folder_name("pä").is_err());
-    }
 
     #[test]
     fn outages() {

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+use inmail::app::App;
 use inmail::config::{Settings, TokenScope, TokenSettings};
 use inmail::metrics::Metrics;
-use inmail::startup::App;
 use inmail::store::{Store, StoreSettings};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

@@ -6,6 +6,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
+mod mailbox;
+pub use mailbox::{
+    ImapAfter, ImapMailbox, Mailbox, MaildirAfter, MaildirMailbox, Pop3After, Pop3Mailbox,
+    ServerSettings, TlsMode,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot load settings: {0}")]
@@ -26,7 +32,7 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub http: HttpSettings,
     #[serde(rename = "mailbox", skip_serializing_if = "Vec::is_empty")]
-    pub mailboxes: Vec<MailboxSettings>,
+    pub mailboxes: Vec<Mailbox>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -320,64 +326,6 @@ impl Default for DaemonSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MailboxKind {
-    Maildir,
-    Imap,
-    Pop3,
-}
-
-/// One `[[mailbox]]` table.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailboxSettings {
-    pub name: String,
-    pub kind: MailboxKind,
-    /// maildir: the maildir root (with cur/ new/ tmp/).
-    pub path: Option<PathBuf>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// "implicit" | "starttls" | "none"
-    pub tls: Option<String>,
-    pub username: Option<String>,
-    /// Name of the environment variable holding the password.
-    pub password_env: Option<String>,
-    /// File holding the password (first line).
-    pub password_file: Option<PathBuf>,
-    /// IMAP folder to read (default INBOX).
-    pub folder: Option<String>,
-    /// Extra CA (PEM) to trust for this server.
-    pub ca_file: Option<PathBuf>,
-    /// After processing: "seen" (maildir: move to cur/ with S flag), "delete", or "move".
-    pub after: Option<String>,
-    /// Destination folder for after = "move".
-    pub move_to: Option<String>,
-    pub poll_interval_secs: Option<u64>,
-}
-
-impl MailboxSettings {
-    /// A maildir source with every optional key unset (the defaults apply).
-    pub fn maildir(name: &str, path: &Path) -> Self {
-        Self {
-            name: name.into(),
-            kind: MailboxKind::Maildir,
-            path: Some(path.to_path_buf()),
-            host: None,
-            port: None,
-            tls: None,
-            username: None,
-            password_env: None,
-            password_file: None,
-            folder: None,
-            ca_file: None,
-            after: None,
-            move_to: None,
-            poll_interval_secs: None,
-        }
-    }
-}
-
 impl Settings {
     /// Defaults, then `file` (if any), then `INMAIL__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -497,26 +445,27 @@ impl Settings {
         }
         let mut names = std::collections::HashSet::new();
         for (i, m) in self.mailboxes.iter().enumerate() {
-            let key = |k: &str| format!("mailbox[{i}] ({}).{k}", m.name);
-            if m.name.trim().is_empty() {
+            let name = m.name();
+            let key = |k: &str| format!("mailbox[{i}] ({name}).{k}");
+            if name.trim().is_empty() {
                 e.push(format!(
                     "mailbox[{i}].name = \"\": every mailbox needs a name"
                 ));
             }
-            if !names.insert(m.name.clone()) {
+            if !names.insert(name) {
                 e.push(format!(
-                    "{} = {:?}: duplicate mailbox name",
-                    key("name"),
-                    m.name
+                    "{} = {name:?}: duplicate mailbox name",
+                    key("name")
                 ));
             }
-            match m.kind {
-                MailboxKind::Maildir => match &m.path {
-                    None => e.push(format!("{}: required for kind = \"maildir\"", key("path"))),
-                    Some(p) if !p.is_dir() => {
-                        e.push(format!("{} = {:?}: not a directory", key("path"), p))
-                    }
-                    Some(p) => {
+            // What the text alone decides was decided when the table was
+            // read (see `mailbox.rs`); what is left needs the machine.
+            match m {
+                Mailbox::Maildir(m) => {
+                    let p = &m.path;
+                    if !p.is_dir() {
+                        e.push(format!("{} = {:?}: not a directory", key("path"), p));
+                    } else {
                         let missing: Vec<&str> = ["cur", "new", "tmp"]
                             .into_iter()
                             .filter(|sub| !p.join(sub).is_dir())
@@ -530,26 +479,10 @@ impl Settings {
                             ));
                         }
                     }
-                },
-                MailboxKind::Imap | MailboxKind::Pop3 => {
-                    if m.port == Some(0) {
-                        e.push(format!("{} = 0: not a port", key("port")));
-                    }
-                    if m.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                        e.push(format!("{}: required for kind = {:?}", key("host"), m.kind));
-                    }
-                    if m.username.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                        e.push(format!(
-                            "{}: required for kind = {:?}",
-                            key("username"),
-                            m.kind
-                        ));
-                    }
-                    match (&m.password_env, &m.password_file) {
-                        (None, None) => e.push(format!(
-                            "{}: set password_env or password_file",
-                            key("password_env")
-                        )),
+                }
+                Mailbox::Imap(ImapMailbox { server, .. })
+                | Mailbox::Pop3(Pop3Mailbox { server, .. }) => {
+                    match (&server.password_env, &server.password_file) {
                         (Some(v), _) if std::env::var_os(v).is_none() => e.push(format!(
                             "{} = {v:?}: environment variable is not set",
                             key("password_env")
@@ -561,15 +494,7 @@ impl Settings {
                         )),
                         _ => {}
                     }
-                    if let Some(t) = &m.tls {
-                        if !matches!(t.as_str(), "implicit" | "starttls" | "none") {
-                            e.push(format!(
-                                "{} = {t:?}: expected \"implicit\", \"starttls\" or \"none\"",
-                                key("tls")
-                            ));
-                        }
-                    }
-                    if let Some(ca) = &m.ca_file {
+                    if let Some(ca) = &server.ca_file {
                         if !ca.is_file() {
                             e.push(format!(
                                 "{} = {:?}: file does not exist",
@@ -578,40 +503,6 @@ impl Settings {
                             ));
                         }
                     }
-                }
-            }
-            if m.kind == MailboxKind::Pop3 && m.after.as_deref().is_some_and(|a| a != "delete") {
-                e.push(format!(
-                    "{} = {:?}: POP3 can only delete what it took (after = \"delete\")",
-                    key("after"),
-                    m.after.as_deref().unwrap_or_default()
-                ));
-            }
-            if m.kind != MailboxKind::Maildir && m.tls.as_deref() == Some("none") {
-                let host = m.host.as_deref().unwrap_or_default();
-                let loopback = host == "localhost"
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
-                    e.push(format!(
-                        "{} = \"none\": plain text is only allowed to a loopback host, not {host:?}",
-                        key("tls")
-                    ));
-                }
-            }
-            if let Some(a) = &m.after {
-                if !matches!(a.as_str(), "seen" | "delete" | "move") {
-                    e.push(format!(
-                        "{} = {a:?}: expected \"seen\", \"delete\" or \"move\"",
-                        key("after")
-                    ));
-                }
-                if a == "move" && m.move_to.is_none() {
-                    e.push(format!(
-                        "{}: required when after = \"move\"",
-                        key("move_to")
-                    ));
                 }
             }
         }

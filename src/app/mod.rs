@@ -4,38 +4,45 @@
 //! [`App::run_once`] the one-shot drain for cron.
 //!
 //! The running daemon is a set of tasks under one `TaskTracker`:
-//! - one fetcher per mailbox: takes the mailbox's lease (an advisory lock,
-//!   see [`Store::try_lease`]; instances without it retry every few
-//!   seconds), drains the backlog, then waits for an inotify event on
-//!   `new/` or the `poll_interval_secs` rescan;
-//! - `daemon.workers` workers looping on [`Pipeline::process_once`], woken
-//!   by the fetchers and by a 1 s tick (rows stored by other instances,
-//!   retries coming due);
+//! - one [`supervisor`] loop per mailbox, whatever its kind: takes the
+//!   mailbox's lease (an advisory lock, see [`Store::try_lease`]; instances
+//!   without it retry every few seconds), drains the backlog, then waits the
+//!   source's way (inotify on a maildir's `new/`, IMAP IDLE, polling every
+//!   `poll_interval_secs`);
+//! - `daemon.workers` [`workers`] looping on [`Pipeline::process_once`],
+//!   woken by the fetchers and by a 1 s tick (rows stored by other
+//!   instances, retries coming due); `run --once` runs the same loop until
+//!   the queue is empty;
 //! - the cleanup job every `cleanup_interval_secs`;
 //! - a rules listener that reloads the rule set when the table changes.
 //!
-//! Every loop survives errors: it logs once per state change (`source up`
-//! / `source down`, `database up` / `database down`), backs off (0.5 s
-//! doubling to 30 s) and resumes by itself.
+//! Every loop survives errors: it logs once per state change (`source …
+//! is down` / `recovered`, `database worker … is down` / `recovered`),
+//! backs off (0.5 s doubling to 30 s) and resumes by itself.
+
+mod health;
+pub(crate) mod supervisor;
+pub(crate) mod workers;
 
 use crate::analysis::Analyzer;
 use crate::backoff::{sleep_or_cancel, OutageBackoff};
-use crate::config::{MailboxKind, Settings};
+use crate::clock::{system_clock, Clock};
+use crate::config::Settings;
 use crate::http::{self, ApiState};
 use crate::metrics::Metrics;
-use crate::pipeline::{system_clock, Clock, Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rules::{self, RuleSet};
-use crate::source::maildir::{MaildirSource, SourceError};
-use crate::source::remote::RemoteSource;
 use crate::source::Source;
-use crate::store::{Backoff, IntakeCounts, MailboxLease, Store, StoreSettings};
+use crate::store::{Backoff, IntakeCounts, Store, StoreSettings};
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use supervisor::wake_workers;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use workers::Until;
 
 pub struct App {
     settings: Settings,
@@ -89,22 +96,13 @@ pub fn check_settings(settings: &Settings) -> Result<(), crate::config::ConfigEr
         Err(other) => return Err(other),
     };
     for m in &settings.mailboxes {
-        match m.kind {
-            MailboxKind::Maildir => {
-                // `validate` already named a missing or incomplete path.
-                let path_key = format!("({}).path", m.name);
-                if problems.iter().any(|p| p.contains(&path_key)) {
-                    continue;
-                }
-                if let Err(e) = MaildirSource::parse(m) {
-                    problems.push(e.to_string());
-                }
-            }
-            MailboxKind::Imap | MailboxKind::Pop3 => {
-                if let Err(e) = RemoteSource::parse(m, &settings.daemon) {
-                    problems.push(e.to_string());
-                }
-            }
+        // `validate` already named a missing or incomplete maildir path.
+        let path_key = format!("({}).path", m.name());
+        if problems.iter().any(|p| p.contains(&path_key)) {
+            continue;
+        }
+        if let Err(e) = crate::source::build(m, &settings.daemon) {
+            problems.push(e.to_string());
         }
     }
     if problems.is_empty() {
@@ -112,55 +110,6 @@ pub fn check_settings(settings: &Settings) -> Result<(), crate::config::ConfigEr
     } else {
         Err(crate::config::ConfigError::Invalid(problems))
     }
-}
-
-/// Logs a component's state only when it changes (not once per retry).
-struct Health {
-    what: &'static str,
-    name: String,
-    up: Option<bool>,
-}
-
-impl Health {
-    fn new(what: &'static str, name: &str) -> Self {
-        Self {
-            what,
-            name: name.to_owned(),
-            up: None,
-        }
-    }
-
-    fn up(&mut self) {
-        if self.up != Some(true) {
-            if self.up.is_some() {
-                tracing::info!(component = self.what, name = %self.name, state = "up", "{} {} is up again", self.what, self.name);
-            }
-            self.up = Some(true);
-        }
-    }
-
-    fn down(&mut self, error: &dyn std::fmt::Display, retry_in: Duration) {
-        if self.up != Some(false) {
-            tracing::error!(
-                component = self.what,
-                name = %self.name,
-                state = "down",
-                error = %error,
-                retry_in_ms = retry_in.as_millis() as u64,
-                "{} {} is down; retrying with backoff",
-                self.what,
-                self.name
-            );
-            self.up = Some(false);
-        }
-    }
-}
-
-/// Wakes every idle worker, and leaves a permit for one that is between
-/// two steps (so a batch stored meanwhile is not missed until the tick).
-fn wake_workers(n: &Notify) {
-    n.notify_waiters();
-    n.notify_one();
 }
 
 impl App {
@@ -203,20 +152,10 @@ impl App {
         );
         let mut sources = Vec::new();
         for m in &settings.mailboxes {
-            match m.kind {
-                MailboxKind::Maildir => {
-                    let s =
-                        MaildirSource::new(m, &settings.daemon, store.clone(), Arc::clone(&clock))?;
-                    s.check()?;
-                    sources.push(Source::Maildir(s));
-                }
-                MailboxKind::Imap | MailboxKind::Pop3 => {
-                    let s =
-                        RemoteSource::new(m, &settings.daemon, store.clone(), Arc::clone(&clock))?;
-                    s.check_at_startup().await?;
-                    sources.push(Source::Remote(s.with_metrics(Arc::clone(&metrics))));
-                }
-            }
+            let source = crate::source::build(m, &settings.daemon)?
+                .into_source(store.clone(), Arc::clone(&clock));
+            source.fetch().check_at_startup().await?;
+            sources.push(source);
         }
         Ok(App {
             settings,
@@ -225,6 +164,37 @@ impl App {
             sources,
             metrics,
         })
+    }
+
+    /// [`App::build`]; a database that is not up yet (boot order, failover)
+    /// is waited for with the outage backoff, not fatal. `None`: stopped
+    /// while waiting.
+    pub async fn build_when_reachable(
+        settings: &Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<App>> {
+        let mut backoff = OutageBackoff::new();
+        let mut logged = false;
+        loop {
+            match App::build(settings.clone()).await {
+                Ok(app) => {
+                    if logged {
+                        tracing::info!(state = "up", "database reachable");
+                    }
+                    return Ok(Some(app));
+                }
+                Err(e) if is_unreachable(&e) => {
+                    if !logged {
+                        tracing::error!(error = %format!("{e:#}"), state = "down", "database unreachable at startup; waiting for it");
+                        logged = true;
+                    }
+                    if sleep_or_cancel(backoff.bump(), shutdown).await {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -265,7 +235,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = self.api_router()?;
         let tracker = TaskTracker::new();
-        tracker.spawn(rules_loop(
+        tracker.spawn(workers::rules_loop(
             self.settings.clone(),
             self.store.clone(),
             Arc::clone(&self.pipeline),
@@ -312,44 +282,17 @@ impl App {
         let fetching = Arc::new(AtomicBool::new(true));
         let processed = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
-
         let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..self.settings.daemon.workers.max(1) {
-            let pipeline = Arc::clone(&self.pipeline);
-            let wake = Arc::clone(&wake);
-            let fetching = Arc::clone(&fetching);
-            let processed = Arc::clone(&processed);
-            workers.spawn(async move {
-                let mut retry = OutageBackoff::new();
-                let mut failures = 0;
-                loop {
-                    // read before the step: a batch stored after this read
-                    // is seen by the next step
-                    let still_fetching = fetching.load(Ordering::Acquire);
-                    match pipeline.process_once().await {
-                        Ok(0) if !still_fetching => return Ok(()),
-                        Ok(0) => {
-                            let _ =
-                                tokio::time::timeout(Duration::from_millis(200), wake.notified())
-                                    .await;
-                        }
-                        Ok(n) => {
-                            processed.fetch_add(n, Ordering::Relaxed);
-                            retry.reset();
-                            failures = 0;
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            if failures >= 6 {
-                                return Err(anyhow::Error::new(e).context("processing intake"));
-                            }
-                            let d = retry.bump();
-                            tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "processing failed; retrying");
-                            tokio::time::sleep(d).await;
-                        }
-                    }
-                }
-            });
+        for n in 0..self.settings.daemon.workers.max(1) {
+            workers.spawn(workers::worker_loop(
+                n,
+                Arc::clone(&self.pipeline),
+                Arc::clone(&wake),
+                Arc::clone(&processed),
+                Until::Drained {
+                    fetching: Arc::clone(&fetching),
+                },
+            ));
         }
 
         // Each mailbox on its own: one that fails (a dead server, a missing
@@ -404,7 +347,9 @@ impl App {
         while let Some(r) = workers.join_next().await {
             match r {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => worker_error = Some(e),
+                Ok(Err(e)) => {
+                    worker_error = Some(anyhow::Error::new(e).context("processing intake"))
+                }
                 Err(e) => worker_error = Some(anyhow::anyhow!("a worker panicked: {e}")),
             }
         }
@@ -446,46 +391,32 @@ impl App {
         let d = &self.settings.daemon;
 
         for source in self.sources.iter().cloned() {
-            let cancel = shutdown.clone();
-            let wake = Arc::clone(&wake);
-            let store = self.store.clone();
-            let poll = Duration::from_secs(
-                self.settings
-                    .mailboxes
-                    .iter()
-                    .find(|m| m.name == source.name())
-                    .and_then(|m| m.poll_interval_secs)
-                    .unwrap_or(d.poll_interval_secs)
-                    .max(1),
-            );
-            match source {
-                Source::Maildir(source) => tracker.spawn(fetch_loop(
-                    source,
-                    store,
-                    wake,
-                    poll,
-                    cancel,
-                    Arc::clone(&self.metrics),
-                )),
-                Source::Remote(source) => tracker.spawn(source.run(wake, cancel)),
-            };
-        }
-        for n in 0..d.workers.max(1) {
-            tracker.spawn(worker_loop(
-                n,
-                Arc::clone(&self.pipeline),
+            tracker.spawn(supervisor::supervise(
+                source,
+                self.store.clone(),
                 Arc::clone(&wake),
+                Arc::clone(&self.metrics),
                 shutdown.clone(),
             ));
         }
-        tracker.spawn(cleanup_loop(
+        let processed = Arc::new(AtomicUsize::new(0));
+        for n in 0..d.workers.max(1) {
+            tracker.spawn(workers::worker_loop(
+                n,
+                Arc::clone(&self.pipeline),
+                Arc::clone(&wake),
+                Arc::clone(&processed),
+                Until::Stopped(shutdown.clone()),
+            ));
+        }
+        tracker.spawn(workers::cleanup_loop(
             self.store.clone(),
             Arc::clone(&self.pipeline),
             Duration::from_secs(d.cleanup_interval_secs.max(1)),
             self.settings.quarantine.retention_days,
             shutdown.clone(),
         ));
-        tracker.spawn(rules_loop(
+        tracker.spawn(workers::rules_loop(
             self.settings.clone(),
             self.store.clone(),
             Arc::clone(&self.pipeline),
@@ -520,234 +451,12 @@ impl App {
     }
 }
 
-async fn fetch_loop(
-    source: MaildirSource,
-    store: Store,
-    wake: Arc<Notify>,
-    poll: Duration,
-    cancel: CancellationToken,
-    metrics: Arc<Metrics>,
-) {
-    let name = source.name().to_owned();
-    let mut health = Health::new("source", &name);
-    let mut retry = OutageBackoff::new();
-    let lease_retry = poll.min(Duration::from_secs(5));
-    // inotify on new/: a coalescing signal (capacity 1)
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = {
-        use notify::Watcher;
-        let tx = ev_tx.clone();
-        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.try_send(());
-        })
-        .and_then(|mut w| {
-            w.watch(&source.new_dir(), notify::RecursiveMode::NonRecursive)
-                .map(|()| w)
-        })
-    };
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(mailbox = %name, error = %e, "cannot watch new/; relying on the periodic rescan");
-            None
-        }
-    };
-    let mut lease: Option<MailboxLease> = None;
-    let mut waiting_logged = false;
-    while !cancel.is_cancelled() {
-        // 1. hold the lease
-        if let Some(l) = lease.as_mut() {
-            if let Err(e) = l.check().await {
-                tracing::warn!(mailbox = %name, error = %e, "lost the mailbox lease");
-                lease = None;
-            }
-        }
-        if lease.is_none() {
-            match store.try_lease(&name).await {
-                Ok(Some(l)) => {
-                    tracing::info!(mailbox = %name, "mailbox lease taken; fetching");
-                    waiting_logged = false;
-                    lease = Some(l);
-                }
-                Ok(None) => {
-                    health.up();
-                    metrics.set_source_up(&name, true);
-                    if !waiting_logged {
-                        tracing::info!(mailbox = %name, "another instance fetches this mailbox; waiting for its lease");
-                        waiting_logged = true;
-                    }
-                    if sleep_or_cancel(lease_retry, &cancel).await {
-                        break;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    let d = retry.bump();
-                    health.down(&e, d);
-                    metrics.set_source_up(&name, false);
-                    if sleep_or_cancel(d, &cancel).await {
-                        break;
-                    }
-                    continue;
-                }
-            }
-        }
-        // 2. drain
-        let w = Arc::clone(&wake);
-        match source.drain(&cancel, &move || wake_workers(&w)).await {
-            Ok(s) => {
-                health.up();
-                metrics.set_source_up(&name, true);
-                metrics.record_drain(&name, s.skipped, source.set_aside_count());
-                retry.reset();
-                if s.stored + s.duplicates + s.skipped > 0 {
-                    tracing::info!(mailbox = %name, stored = s.stored, duplicates = s.duplicates, vanished = s.vanished, skipped = s.skipped, set_aside = source.set_aside_count(), "fetched");
-                }
-            }
-            Err(e) => {
-                let d = retry.bump();
-                health.down(&e, d);
-                metrics.set_source_up(&name, false);
-                if matches!(e, SourceError::Store(_)) {
-                    lease = None; // its session may be gone too
-                }
-                if sleep_or_cancel(d, &cancel).await {
-                    break;
-                }
-                continue;
-            }
-        }
-        // 3. wait for new mail or the rescan
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = ev_rx.recv() => {
-                // let a burst of deliveries settle into one drain
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                while ev_rx.try_recv().is_ok() {}
-            }
-            _ = tokio::time::sleep(poll) => {}
-        }
-    }
-    if let Some(l) = lease {
-        l.release().await;
-    }
-}
-
-async fn worker_loop(
-    n: usize,
-    pipeline: Arc<Pipeline>,
-    wake: Arc<Notify>,
-    cancel: CancellationToken,
-) {
-    let mut health = Health::new("database", &format!("worker {n}"));
-    let mut retry = OutageBackoff::new();
-    while !cancel.is_cancelled() {
-        match pipeline.process_once().await {
-            Ok(0) => {
-                health.up();
-                retry.reset();
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-            Ok(_) => {
-                health.up();
-                retry.reset();
-            }
-            Err(e) => {
-                let d = retry.bump();
-                health.down(&e, d);
-                if sleep_or_cancel(d, &cancel).await {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-async fn cleanup_loop(
-    store: Store,
-    pipeline: Arc<Pipeline>,
-    every: Duration,
-    retention_days: i64,
-    cancel: CancellationToken,
-) {
-    let mut health = Health::new("cleanup", "job");
-    loop {
-        let now = pipeline.now();
-        let res = async {
-            let s = store.cleanup(now).await?;
-            let purged = store
-                .purge_intake(now - chrono::Duration::days(retention_days))
-                .await?;
-            Ok::<_, crate::store::StoreError>((s, purged))
-        }
-        .await;
-        match res {
-            Ok((s, purged)) => {
-                health.up();
-                tracing::info!(
-                    released = s.released,
-                    reset = s.reset,
-                    purged_events = s.purged_events,
-                    purged_messages = s.purged_messages,
-                    purged_intake = purged,
-                    "cleanup done"
-                );
-            }
-            Err(e) => health.down(&e, every),
-        }
-        if sleep_or_cancel(every, &cancel).await {
-            break;
-        }
-    }
-}
-
-/// Reloads the rules when `qualification_rules` changes (LISTEN/NOTIFY).
-async fn rules_loop(
-    settings: Settings,
-    store: Store,
-    pipeline: Arc<Pipeline>,
-    cancel: CancellationToken,
-) {
-    let mut retry = OutageBackoff::new();
-    let mut health = Health::new("rules listener", "inmail_rules");
-    while !cancel.is_cancelled() {
-        let mut changes = match store.listen_rule_changes().await {
-            Ok(c) => c,
-            Err(e) => {
-                let d = retry.bump();
-                health.down(&e, d);
-                if sleep_or_cancel(d, &cancel).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        health.up();
-        retry.reset();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = changes.changed() => {
-                    if let Err(e) = r {
-                        let d = retry.bump();
-                        health.down(&e, d);
-                        break;
-                    }
-                    match rule_set(&settings, &store).await {
-                        Ok(set) => {
-                            tracing::info!(rules = set.rules().len(), "rules reloaded");
-                            pipeline.set_rules(set);
-                        }
-                        Err(e) => tracing::error!(error = %e, "rules changed but cannot be reloaded; keeping the current set"),
-                    }
-                }
-            }
-        }
-    }
+/// The database is down or unreachable (rather than refusing): worth waiting for.
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(crate::store::is_outage)
+    })
 }
 
 /// The database rules; when the table is empty, `analysis.rules_file`,
@@ -767,6 +476,19 @@ pub async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<Rule
     Ok(set.with_delay_warnings(settings.analysis.delay_warnings))
 }
 
+/// The analyser `[analysis]` and `[correlation]` describe (the daemon,
+/// `inmail qualify` and `inmail ingest` build theirs here).
 pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
-    crate::cli::qualify::analyzer_from(settings)
+    let limits = crate::analysis::Limits {
+        max_message_bytes: settings.analysis.max_message_bytes,
+        max_part_bytes: settings.analysis.max_part_bytes,
+        max_parts: settings.analysis.max_parts,
+        max_recipients: settings.analysis.max_recipients,
+    };
+    let correlation = crate::analysis::Correlation {
+        tracking_header: settings.correlation.tracking_header.clone(),
+        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern)
+            .context("correlation.verp_pattern")?,
+    };
+    Ok(Analyzer::new(limits, correlation))
 }
