@@ -41,3 +41,4 @@ pub mod source;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;

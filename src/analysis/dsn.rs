@@ -52,7 +52,7 @@ fn field_name(k: &str) -> Cow<'_, str> {
 pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
     // fields run about 40 bytes: one allocation for the usual report
     let mut out: Vec<Field<'_>> = Vec::with_capacity(body.len() / 32);
-    for line in super::lines(body) {
+    for line in crate::text::lines(body) {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if out.last().is_some_and(|(k, _)| !k.is_empty()) {

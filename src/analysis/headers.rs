@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
+    crate::text::rx(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
 });
 
 /// Every address in a header or text fragment, in order, parsed.
@@ -103,7 +103,7 @@ impl<'a> Iterator for AsciiAddresses<'a> {
 }
 
 static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
+    crate::text::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
 });
 
 /// Whether an address is a mail system's own (RFC 5321 §4.5.1 postmaster,
@@ -116,16 +116,16 @@ pub fn is_daemon_address(address: &str) -> bool {
 
 /// RFC 2142's role mailboxes that speak for a mail system.
 static ROLE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:postmaster|hostmaster|abuse|noc|security|webmaster|mailer-daemon|mail-daemon|double-bounce|no-?reply)$")
+    crate::text::rx(r"(?i)^(?:postmaster|hostmaster|abuse|noc|security|webmaster|mailer-daemon|mail-daemon|double-bounce|no-?reply)$")
         .expect("role regex")
 });
 
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
+    crate::text::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
 });
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+    crate::text::rx(concat!(
         r"(?i)undeliver|undelivered|returned mail|return(?:ed)? to sender|delivery status notification|",
         r"failure notice|delivery fail|mail delivery|could not be delivered|cannot be delivered|non-?deliver|",
         r"not delivered|delivery has failed|mail system error|delivery notification|could not send|",
@@ -140,7 +140,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+    crate::text::rx(concat!(
         r"(?i)^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer|antwort)|autoreply|auto:|",
         r"out of (?:the )?office|away from (?:the |my )?(?:office|desk)|away until|on vacation|vacation|",
         r"abwesenheit|abwesend|automatische antwort|réponse automatique|absence|absent|",
@@ -152,7 +152,7 @@ static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static DELAY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)\bdelay(?:ed)?\b|warning: could not send message for past|not yet been delivered|still being retried|delivery status notification \(delay\)|temporarily (?:undeliverable|delayed)")
+    crate::text::rx(r"(?i)\bdelay(?:ed)?\b|warning: could not send message for past|not yet been delivered|still being retried|delivery status notification \(delay\)|temporarily (?:undeliverable|delayed)")
         .expect("delay subject regex")
 });
 
@@ -334,7 +334,7 @@ pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
 }
 
 static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
+    crate::text::rx(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
         .expect("complaint subject regex")
 });
 

@@ -153,7 +153,7 @@ impl<'a> Message<'a> {
         limits: &Limits,
         tracking_header: &'a str,
     ) -> Result<Self, String> {
-        let tracking = super::ascii_lower(tracking_header);
+        let tracking = crate::text::ascii_lower(tracking_header);
         let mut m = Self::parse_structure(bytes, limits, &tracking)?;
         m.tracking_header = tracking;
         Ok(m)
@@ -638,7 +638,7 @@ fn decode_value(header: &[u8], key_len: usize) -> Cow<'_, str> {
         };
     }
     let mut out = String::with_capacity(text.len());
-    for (i, line) in super::lines(&text).enumerate() {
+    for (i, line) in crate::text::lines(&text).enumerate() {
         if i > 0 {
             out.push(' ');
         }

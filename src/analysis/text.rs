@@ -98,17 +98,17 @@ fn starts_a_header_name(c: u8) -> bool {
 /// The pattern [`is_header_line`] implements, for names its byte test leaves
 /// open.
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"^(?:Return-Path|Received|Message-I[dD]|From|Date|Subject|MIME-Version|To|X-[\w-]+|Content-Type|DKIM-Signature|Delivered-To):\s")
+    crate::text::rx(r"^(?:Return-Path|Received|Message-I[dD]|From|Date|Subject|MIME-Version|To|X-[\w-]+|Content-Type|DKIM-Signature|Delivered-To):\s")
         .expect("header line regex")
 });
 
-static TEMPORARY: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
+static TEMPORARY: LazyLock<crate::text::Phrases> = LazyLock::new(|| {
+    crate::text::Phrases::new(r"(?i)temporar|will (?:be )?retr|still (?:be )?trying|has been delayed|delayed|deferred|not yet been delivered|will keep trying|will continue|try again later|will be retried")
         .expect("temporary regex")
 });
 
-static EXCLUDED_LINE: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
+static EXCLUDED_LINE: LazyLock<crate::text::Phrases> = LazyLock::new(|| {
+    crate::text::Phrases::new(r"(?i)message-?id|in-reply-to|references:|mail from|envelope-from|from:|sender:|reply-to:|return-path|smtp\.mailfrom|header\.from|\bfrom=<|\bby\s+\S+\s+with\b|\bdkim|\bid\s+<|contact|assistance|問い合わせ|ご連絡")
         .expect("excluded line regex")
 });
 
@@ -288,7 +288,7 @@ fn smtp_mentions(b: &[u8]) -> impl Iterator<Item = Mention> + '_ {
 /// nearest the reply code, before it (">>> RCPT TO", "after MAIL FROM") or,
 /// for "in reply to ... command", after it.
 pub fn find_smtp_command(s: &str) -> Option<crate::model::SmtpCommand> {
-    let mut copy = super::LowercaseCopy::new();
+    let mut copy = crate::text::LowercaseCopy::new();
     let mut mentions = smtp_mentions(copy.of(s.as_bytes())).peekable();
     mentions.peek()?;
     let reply_at = reply_code_at(s).map(|(p, _)| p);
@@ -457,7 +457,7 @@ mod codes {
         use proptest::prelude::*;
 
         fn regex(p: &str) -> regex::Regex {
-            crate::analysis::rx(p).expect("reference regex")
+            crate::text::rx(p).expect("reference regex")
         }
 
         proptest! {
@@ -523,7 +523,7 @@ fn header_block_start(t: &str) -> Option<usize> {
     let mut run = 0;
     let mut run_start = 0;
     let mut pos = 0;
-    for line in super::lines_inclusive(t) {
+    for line in crate::text::lines_inclusive(t) {
         // cheap pre-check: a header line starts with the capital of one of
         // the names (most prose lines start with another) and has a colon early
         let header = line
@@ -603,13 +603,13 @@ fn excluded_addresses<'m>(msg: &'m mime::Message) -> Vec<Cow<'m, str>> {
     ex
 }
 
-static RECIPIENT_LIST: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
+static RECIPIENT_LIST: LazyLock<crate::text::Phrases> = LazyLock::new(|| {
+    crate::text::Phrases::new(r"(?i)(?:following|these|the) (?:recipients?|address(?:\(es\)|es)?|destinations?|users?)(?:\(s\))?|could not be delivered to|was not delivered to|were not delivered to|delivery to the following|failed recipients?|recipient address(?:es)?:")
         .expect("recipient list regex")
 });
 
 fn candidate_recipients(region: &str, excluded: &[Cow<'_, str>]) -> Vec<EmailAddress> {
-    let lower = super::ascii_lower(region);
+    let lower = crate::text::ascii_lower(region);
     // A report that announces its list of failed addresses is read from there:
     // what comes before is a summary of the original (its To: may differ).
     if let Some(m) = RECIPIENT_LIST.on_lowercase().find(&lower) {
@@ -690,7 +690,7 @@ impl<'a> Region<'a> {
     pub fn new(text: &'a str) -> Self {
         // counted first: the lines are collected without growing the Vec
         let mut lines = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
-        lines.extend(super::lines(text));
+        lines.extend(crate::text::lines(text));
         Self { text, lines }
     }
 
@@ -725,7 +725,7 @@ impl<'a> Region<'a> {
     }
 }
 
-/// Byte ranges of the lines of `text` (as [`super::lines`] splits it) that
+/// Byte ranges of the lines of `text` (as [`crate::text::lines`] splits it) that
 /// hold an `@`, found from the `@`s: most lines of a report have none.
 fn lines_with_at(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let b = text.as_bytes();
@@ -755,7 +755,7 @@ pub fn block_for(region: &Region<'_>, address: &str, others: &[&str]) -> Option<
 
 fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Option<String> {
     let lines = &region.lines;
-    let needle = super::ascii_lower(address);
+    let needle = crate::text::ascii_lower(address);
     let mut out = String::new();
     let mut occurrences = 0;
     let mut i = 0;
@@ -950,7 +950,7 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
         // past the cut: one allocation, not a growth by doubling.
         let mut c = String::with_capacity(region.len().min(8 * MAX_DIAGNOSTIC));
         // a long report is collapsed only as far as the context keeps
-        for line in super::lines_inclusive(&region) {
+        for line in crate::text::lines_inclusive(&region) {
             push_collapsed(&mut c, line);
             if c.len() >= 4 * MAX_DIAGNOSTIC {
                 break;
@@ -1016,8 +1016,8 @@ pub fn parse_bounce(msg: &mime::Message, signals: &headers::Signals, a: &mut Ana
     }
 }
 
-static FAILURE_PHRASE: LazyLock<super::Phrases> = LazyLock::new(|| {
-    super::Phrases::new(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
+static FAILURE_PHRASE: LazyLock<crate::text::Phrases> = LazyLock::new(|| {
+    crate::text::Phrases::new(r"(?i)could not be delivered|couldn.t be delivered|undeliverable|delivery (?:has )?failed|was not delivered|not be delivered|permanent(?:ly)? (?:error|failure|fatal)|unable to deliver|failed to deliver|delivery to the following|did not reach")
         .expect("failure phrase regex")
 });
 
@@ -1038,7 +1038,7 @@ mod tests {
         #[test]
         fn lines_with_at_are_the_lines_holding_one(text in "[a@\r\n]{0,40}") {
             let ours: Vec<&str> = lines_with_at(&text).map(|(s, e)| &text[s..e]).collect();
-            let expected: Vec<&str> = crate::analysis::lines(&text).filter(|l| l.contains('@')).collect();
+            let expected: Vec<&str> = crate::text::lines(&text).filter(|l| l.contains('@')).collect();
             prop_assert_eq!(ours, expected);
         }
 
@@ -1071,7 +1071,7 @@ mod smtp_command_tests {
 
     /// The regex the literal search stands for, as it was written.
     fn reference(lower: &str) -> Vec<(usize, bool, crate::model::SmtpCommand)> {
-        let re = super::super::rx(concat!(
+        let re = crate::text::rx(concat!(
             r"(?:in reply to (?:the )?)?(?:end of data|data command|>>> data|final data|our data|after data\b|",
             r"rcpt to|does not like recipient|our rcpt|has rejected address|mail from|sender was rejected|our mail from|",
             r"\b(?:helo|ehlo)\b|refused to talk to me|initial (?:greeting|connection)|during connect|",
@@ -1160,8 +1160,8 @@ mod marker_tests {
     /// Every match of the phrases in the lowercased text, then the first
     /// one after nothing but decoration on its line.
     fn reference(t: &str) -> (Option<(usize, usize)>, bool) {
-        let phrases = crate::analysis::Phrases::new(ORIGINAL_MARKER_PATTERN).expect("compiles");
-        let lower = crate::analysis::ascii_lower(t);
+        let phrases = crate::text::Phrases::new(ORIGINAL_MARKER_PATTERN).expect("compiles");
+        let lower = crate::text::ascii_lower(t);
         let mut spans_a_line = false;
         for m in phrases.on_lowercase().find_iter(&lower) {
             let line_start =
