@@ -242,7 +242,7 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
 /// Message-ID, tracking id and VERP recipient of the message that bounced.
 pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let mut o = OriginalRef::default();
-    let orig = msg.original();
+    let orig = super::original::headers(msg);
     // lowercased once, by the parse
     let tracking: &str = &msg.tracking_header;
     if let Some(h) = orig {
@@ -267,7 +267,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let report_fields = msg
         .feedback_report
         .as_deref()
-        .map(super::dsn::parse_fields)
+        .map(super::fields::parse_fields)
         .unwrap_or_default();
     let sources = [
         "x-original-to",
@@ -317,35 +317,6 @@ fn clean_id(v: &str) -> String {
         (Some(a), Some(b)) if a < b => v[a + 1..b].trim().to_string(),
         _ => v.trim_matches(['<', '>']).trim().to_string(),
     }
-}
-
-/// Microsoft's JMRP and similar feedback loops send the complained-about
-/// message as a plain attachment, without a `message/feedback-report` part.
-pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
-    let orig = msg.original_headers.as_deref()?;
-    if let Some(v) = mime::first_header(orig, "x-hmxmroriginalrecipient") {
-        return first_address(v);
-    }
-    let subject = msg.header("subject")?;
-    if COMPLAINT_SUBJECT.is_match(subject) {
-        return mime::first_header(orig, "to").and_then(first_address);
-    }
-    None
-}
-
-static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    crate::text::rx(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
-        .expect("complaint subject regex")
-});
-
-/// A `List-Unsubscribe: <mailto:...?subject=unsubscribe>` request: the sender
-/// asks to stop receiving mail, which a platform must honour like a complaint.
-pub fn unsubscribe_request(msg: &mime::Message) -> Option<EmailAddress> {
-    let subject = msg.header("subject")?;
-    if !subject.trim().eq_ignore_ascii_case("unsubscribe") {
-        return None;
-    }
-    msg.header("from").and_then(first_address)
 }
 
 #[cfg(test)]
