@@ -64,6 +64,12 @@ pub struct LowercaseCopy {
     heap: Vec<u8>,
 }
 
+impl Default for LowercaseCopy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LowercaseCopy {
     pub fn new() -> Self {
         Self {
