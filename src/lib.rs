@@ -44,3 +44,4 @@ pub mod rules;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -7,7 +7,7 @@
 //! (and the decoration before the words) is screened by its first four
 //! bytes, and only the few that pass are checked by an anchored search.
 //!
-//! The phrases are written for [`super::Phrases`]: lowercase, run on an
+//! The phrases are written for [`crate::text::Phrases`]: lowercase, run on an
 //! ASCII-lowercased text. The anchored regex reads the text as it stands
 //! instead, through the pattern's preimage under ASCII lowercasing (every
 //! lowercase letter also takes its capital; a capital, which no lowercased
@@ -27,9 +27,9 @@ pub(crate) struct LineStartPhrases {
 }
 
 impl LineStartPhrases {
-    /// `pattern` as written for `(?i)` ([`super::Phrases::new`] reads it the same way).
+    /// `pattern` as written for `(?i)` ([`crate::text::Phrases::new`] reads it the same way).
     pub(crate) fn new(pattern: &str, decoration: fn(u8) -> bool) -> Result<Self, String> {
-        let lower = crate::rules::ascii_word_boundaries(&super::lowercase_pattern(pattern));
+        let lower = crate::text::ascii_word_boundaries(&crate::text::lowercase_pattern(pattern));
         let hir = regex_syntax::ParserBuilder::new()
             .build()
             .parse(&lower)
@@ -139,7 +139,7 @@ impl Screen {
 /// ASCII-lowercased: each lowercase letter also takes its capital, and a
 /// capital takes nothing.
 fn any_ascii_case(hir: &Hir) -> Hir {
-    crate::rules::map_leaves(hir, &|leaf| match leaf.kind() {
+    crate::text::map_leaves(hir, &|leaf| match leaf.kind() {
         HirKind::Literal(hir::Literal(bytes)) => {
             // ASCII bytes in UTF-8 are whole characters: a byte-wise split
             // keeps the other characters' sequences together

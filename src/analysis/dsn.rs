@@ -1,85 +1,10 @@
 //! RFC 3464 / RFC 6533 delivery-status fields. Unknown fields are kept on the
 //! recipient (`extra_fields`) rather than dropped.
 
-use super::{headers, mime::Message, text, Analysis, RecipientReport};
+use super::fields::{parse_fields, Field};
+use super::{blocks, headers, mime::Message, original, smtp, Analysis, RecipientReport};
 use crate::model::{Action, Category, EmailAddress};
 use std::borrow::Cow;
-
-/// One `Name: value` field: the name lowercased, the value trimmed and
-/// unfolded. Both borrow from the report unless they had to change.
-pub type Field<'a> = (Cow<'a, str>, Cow<'a, str>);
-
-/// Field names the analysis reads, and the commonest others, spelled as it
-/// compares them: a report's names are capitalised, and matching them here
-/// spares a lowercase copy each.
-const KNOWN_FIELDS: &[&str] = &[
-    "final-recipient",
-    "original-recipient",
-    "x-actual-recipient",
-    "action",
-    "status",
-    "diagnostic-code",
-    "remote-mta",
-    "last-attempt-date",
-    "reporting-mta",
-    "arrival-date",
-    "feedback-type",
-    "original-rcpt-to",
-    "removal-recipient",
-    "original-mail-from",
-    // kept as extra fields, but common enough to spare their lowercase copy
-    "received-from-mta",
-    "x-postfix-sender",
-    "x-postfix-queue-id",
-    "original-envelope-id",
-    "will-retry-until",
-    "dsn-gateway",
-];
-
-fn field_name(k: &str) -> Cow<'_, str> {
-    if let Some(known) = KNOWN_FIELDS.iter().find(|n| n.eq_ignore_ascii_case(k)) {
-        return Cow::Borrowed(known);
-    }
-    if k.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(k.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(k)
-    }
-}
-
-/// Header-style fields (`Name: value`, continuation lines folded), names lowercased.
-/// A blank line is returned as the pseudo field `("", "")` so callers can see groups.
-pub fn parse_fields(body: &str) -> Vec<Field<'_>> {
-    // fields run about 40 bytes: one allocation for the usual report
-    let mut out: Vec<Field<'_>> = Vec::with_capacity(body.len() / 32);
-    for line in super::lines(body) {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            if out.last().is_some_and(|(k, _)| !k.is_empty()) {
-                out.push((Cow::Borrowed(""), Cow::Borrowed("")));
-            }
-            continue;
-        }
-        if matches!(line.as_bytes().first(), Some(b' ' | b'\t')) {
-            if let Some((k, v)) = out.last_mut() {
-                if !k.is_empty() {
-                    let v = v.to_mut();
-                    v.push(' ');
-                    v.push_str(line.trim());
-                }
-            }
-            continue;
-        }
-        // byte searches: `split_once(':')` costs more than the rest of the line
-        if let Some(colon) = memchr::memchr(b':', line.as_bytes()) {
-            let (k, v) = (line[..colon].trim(), &line[colon + 1..]);
-            if !k.is_empty() && k.len() < 64 && !k.as_bytes().contains(&b' ') {
-                out.push((field_name(k), Cow::Borrowed(v.trim())));
-            }
-        }
-    }
-    out
-}
 
 /// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
 /// The field holds one address (RFC 3464 §2.3.2), so the value is read
@@ -151,7 +76,7 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
         parse_one(body, a);
     }
     let context: Option<std::sync::Arc<str>> = {
-        let t = text::report_text(msg);
+        let t = original::report_text(msg);
         (!t.trim().is_empty()).then(|| t.into())
     };
     // split into lines only when a recipient's fields leave a gap
@@ -159,7 +84,7 @@ pub fn parse_reports(msg: &Message, a: &mut Analysis) {
     let region = || {
         context
             .as_deref()
-            .map(|c| region.get_or_init(|| text::Region::new(c)))
+            .map(|c| region.get_or_init(|| blocks::Region::new(c)))
     };
     // The report's text explains a recipient only when it is the only one:
     // with several, the others' reasons are in it too.
@@ -244,7 +169,7 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
             "final-recipient" => {}
             "original-recipient" => r.original_recipient = Some(strip_type(v).to_string()),
             "action" => r.action = v.split_whitespace().next().and_then(|w| w.parse().ok()),
-            "status" => r.status = text::find_status(v),
+            "status" => r.status = smtp::find_status(v),
             "diagnostic-code" => {
                 let d = strip_type(v);
                 if !d.is_empty() {
@@ -264,28 +189,28 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
 /// Fills what the DSN fields left out from the diagnostic and the report text.
 fn complete<'a>(
     r: &mut RecipientReport,
-    context: &impl Fn() -> Option<&'a text::Region<'a>>,
+    context: &impl Fn() -> Option<&'a blocks::Region<'a>>,
     others: &[&str],
 ) {
     if let Some(d) = &r.diagnostic {
         if r.reply_code.is_none() {
-            r.reply_code = text::find_reply_code(d);
+            r.reply_code = smtp::find_reply_code(d);
         }
         // The remote server's own code (next to its reply) is more precise
         // than the reporting MTA's summary; a generic Status says least.
         let generic = r.status.is_none_or(|st| st.subject == 0 && st.detail == 0);
-        if let Some(s) = text::reply_status(d)
+        if let Some(s) = smtp::reply_status(d)
             .filter(|s| generic || r.status.is_some_and(|st| st.class == s.class))
         {
             r.status = Some(s);
         } else if generic {
-            if let Some(s) = text::first_status(d) {
+            if let Some(s) = smtp::first_status(d) {
                 r.status = Some(s);
             }
         }
     }
     if let Some(d) = &r.diagnostic {
-        r.smtp_command = text::find_smtp_command(d);
+        r.smtp_command = smtp::find_smtp_command(d);
     }
     let diag_empty = r.diagnostic.as_deref().is_none_or(|d| d.trim().len() < 4);
     // A Diagnostic-Code holding only the first line of a multi-line reply
@@ -294,30 +219,30 @@ fn complete<'a>(
     let cut_reply = r
         .diagnostic
         .as_deref()
-        .is_some_and(text::is_cut_multiline_reply);
+        .is_some_and(smtp::is_cut_multiline_reply);
     // the text's lines about this recipient, only read when the fields left a gap
     let block = (r.smtp_command.is_none() || diag_empty || cut_reply)
-        .then(|| context().and_then(|c| text::block_for(c, r.address.as_str(), others)))
+        .then(|| context().and_then(|c| blocks::block_for(c, r.address.as_str(), others)))
         .flatten();
     if cut_reply && !diag_empty {
         if let Some(b) = block.as_deref() {
             let d = r.diagnostic.as_deref().unwrap_or("");
-            if b.len() > d.len() && text::find_reply_code(b) == r.reply_code {
+            if b.len() > d.len() && smtp::find_reply_code(b) == r.reply_code {
                 r.diagnostic = Some(b.to_owned());
             }
         }
     }
     if r.smtp_command.is_none() {
-        r.smtp_command = block.as_deref().and_then(text::find_smtp_command);
+        r.smtp_command = block.as_deref().and_then(smtp::find_smtp_command);
     }
     if diag_empty {
         {
             if let Some(block) = block {
                 if r.reply_code.is_none() {
-                    r.reply_code = text::find_reply_code(&block);
+                    r.reply_code = smtp::find_reply_code(&block);
                 }
                 if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0) {
-                    if let Some(s) = text::find_status(&block) {
+                    if let Some(s) = smtp::find_status(&block) {
                         r.status = Some(s);
                     }
                 }
@@ -333,6 +258,6 @@ fn complete<'a>(
         _ => {}
     }
     if r.status.is_none() {
-        text::infer_status(r);
+        smtp::infer_status(r);
     }
 }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
+    crate::text::rx(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+").expect("address regex")
 });
 
 /// Every address in a header or text fragment, in order, parsed.
@@ -103,7 +103,7 @@ impl<'a> Iterator for AsciiAddresses<'a> {
 }
 
 static DAEMON_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
+    crate::text::rx(r"(?i)^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_.]?master|mmdf|mail[-_.]?delivery[-_.]?(?:subsystem|system)?|bounce[sd]?|returned[-_.]?mail|mail[-_.]?administrator|smtp[-_.]?gateway|mdaemon|[^@]+-(?:owner|admin|request)|owner-[^@]+)(?:[-+.].*)?$").expect("daemon regex")
 });
 
 /// Whether an address is a mail system's own (RFC 5321 §4.5.1 postmaster,
@@ -116,16 +116,16 @@ pub fn is_daemon_address(address: &str) -> bool {
 
 /// RFC 2142's role mailboxes that speak for a mail system.
 static ROLE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^(?:postmaster|hostmaster|abuse|noc|security|webmaster|mailer-daemon|mail-daemon|double-bounce|no-?reply)$")
+    crate::text::rx(r"(?i)^(?:postmaster|hostmaster|abuse|noc|security|webmaster|mailer-daemon|mail-daemon|double-bounce|no-?reply)$")
         .expect("role regex")
 });
 
 static DAEMON_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
+    crate::text::rx(r"(?i)mail delivery (?:sub)?system|mailer[- ]daemon|post ?master|system administrator|mail administrator|mail delivery service|delivery status notification|internet mail delivery|mail router|notes mail router|e-?mail delivery").expect("daemon name regex")
 });
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+    crate::text::rx(concat!(
         r"(?i)undeliver|undelivered|returned mail|return(?:ed)? to sender|delivery status notification|",
         r"failure notice|delivery fail|mail delivery|could not be delivered|cannot be delivered|non-?deliver|",
         r"not delivered|delivery has failed|mail system error|delivery notification|could not send|",
@@ -140,7 +140,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(concat!(
+    crate::text::rx(concat!(
         r"(?i)^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer|antwort)|autoreply|auto:|",
         r"out of (?:the )?office|away from (?:the |my )?(?:office|desk)|away until|on vacation|vacation|",
         r"abwesenheit|abwesend|automatische antwort|réponse automatique|absence|absent|",
@@ -152,7 +152,7 @@ static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static DELAY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)\bdelay(?:ed)?\b|warning: could not send message for past|not yet been delivered|still being retried|delivery status notification \(delay\)|temporarily (?:undeliverable|delayed)")
+    crate::text::rx(r"(?i)\bdelay(?:ed)?\b|warning: could not send message for past|not yet been delivered|still being retried|delivery status notification \(delay\)|temporarily (?:undeliverable|delayed)")
         .expect("delay subject regex")
 });
 
@@ -242,7 +242,7 @@ pub fn is_auto_reply(msg: &mime::Message) -> bool {
 /// Message-ID, tracking id and VERP recipient of the message that bounced.
 pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let mut o = OriginalRef::default();
-    let orig = msg.original();
+    let orig = super::original::headers(msg);
     // lowercased once, by the parse
     let tracking: &str = &msg.tracking_header;
     if let Some(h) = orig {
@@ -267,7 +267,7 @@ pub fn original_ref(msg: &mime::Message, corr: &Correlation) -> OriginalRef {
     let report_fields = msg
         .feedback_report
         .as_deref()
-        .map(super::dsn::parse_fields)
+        .map(super::fields::parse_fields)
         .unwrap_or_default();
     let sources = [
         "x-original-to",
@@ -317,35 +317,6 @@ fn clean_id(v: &str) -> String {
         (Some(a), Some(b)) if a < b => v[a + 1..b].trim().to_string(),
         _ => v.trim_matches(['<', '>']).trim().to_string(),
     }
-}
-
-/// Microsoft's JMRP and similar feedback loops send the complained-about
-/// message as a plain attachment, without a `message/feedback-report` part.
-pub fn complaint_without_report(msg: &mime::Message) -> Option<EmailAddress> {
-    let orig = msg.original_headers.as_deref()?;
-    if let Some(v) = mime::first_header(orig, "x-hmxmroriginalrecipient") {
-        return first_address(v);
-    }
-    let subject = msg.header("subject")?;
-    if COMPLAINT_SUBJECT.is_match(subject) {
-        return mime::first_header(orig, "to").and_then(first_address);
-    }
-    None
-}
-
-static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    super::rx(r"(?i)^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)")
-        .expect("complaint subject regex")
-});
-
-/// A `List-Unsubscribe: <mailto:...?subject=unsubscribe>` request: the sender
-/// asks to stop receiving mail, which a platform must honour like a complaint.
-pub fn unsubscribe_request(msg: &mime::Message) -> Option<EmailAddress> {
-    let subject = msg.header("subject")?;
-    if !subject.trim().eq_ignore_ascii_case("unsubscribe") {
-        return None;
-    }
-    msg.header("from").and_then(first_address)
 }
 
 #[cfg(test)]

@@ -29,10 +29,10 @@ pub struct Message<'a> {
     pub attached: Option<Cow<'a, [u8]>>,
     /// Header name of the platform's tracking id, lowercase.
     pub tracking_header: Cow<'a, str>,
-    inline_original: std::cell::OnceCell<Option<Vec<Header<'a>>>>,
+    pub(super) inline_original: std::cell::OnceCell<Option<Vec<Header<'a>>>>,
     /// One per text (of the first few), searched on first use: most reports
     /// are cut at the first text.
-    original_markers: [std::cell::OnceCell<Option<(usize, usize)>>; MARKED_TEXTS],
+    pub(super) original_markers: [std::cell::OnceCell<Option<(usize, usize)>>; MARKED_TEXTS],
 }
 
 /// Texts whose marker search is kept; a report has one or two.
@@ -118,26 +118,6 @@ fn lowercase_name(key: &[u8]) -> String {
 }
 
 impl<'a> Message<'a> {
-    /// Headers of the returned original: its MIME part, or a copy inline in the text.
-    pub fn original(&self) -> Option<&[Header<'a>]> {
-        match &self.original_headers {
-            Some(h) if !h.is_empty() => Some(h),
-            _ => self
-                .inline_original
-                .get_or_init(|| super::text::inline_original(self))
-                .as_deref(),
-        }
-    }
-
-    /// Where the copy of the original starts in text `i`, searched once.
-    pub fn original_marker(&self, i: usize) -> Option<(usize, usize)> {
-        let text = self.texts.get(i)?;
-        match self.original_markers.get(i) {
-            Some(cell) => *cell.get_or_init(|| super::text::find_original_marker(text)),
-            None => super::text::find_original_marker(text),
-        }
-    }
-
     pub fn header(&self, name: &str) -> Option<&str> {
         header_value(&self.headers, name)
     }
@@ -153,7 +133,7 @@ impl<'a> Message<'a> {
         limits: &Limits,
         tracking_header: &'a str,
     ) -> Result<Self, String> {
-        let tracking = super::ascii_lower(tracking_header);
+        let tracking = crate::text::ascii_lower(tracking_header);
         let mut m = Self::parse_structure(bytes, limits, &tracking)?;
         m.tracking_header = tracking;
         Ok(m)
@@ -638,7 +618,7 @@ fn decode_value(header: &[u8], key_len: usize) -> Cow<'_, str> {
         };
     }
     let mut out = String::with_capacity(text.len());
-    for (i, line) in super::lines(&text).enumerate() {
+    for (i, line) in crate::text::lines(&text).enumerate() {
         if i > 0 {
             out.push(' ');
         }

@@ -8,15 +8,40 @@
 //!
 //! The order of the checks matters: structured reports (RFC 3464 DSN, RFC 5965
 //! ARF) are trusted first, then auto-replies, then the free-text bounces of
-//! MTAs that predate or ignore RFC 3464 ([`text`]), and only a message with a
-//! bounce's envelope *and* a failure in its text is a bounce.
+//! MTAs that predate or ignore RFC 3464 (`freetext.rs`), and only a message with
+//! a bounce's envelope *and* a failure in its text is a bounce.
+//!
+//! One file per concern:
+//!
+//! | file | what it reads |
+//! |---|---|
+//! | `mime.rs` | the MIME walk: top headers, report parts, texts, the returned original's part |
+//! | `original.rs` | the copy of the original inside a text, and the text before it |
+//! | `headers.rs` | header signals: who sent it, auto-reply marks, the original's ids, VERP |
+//! | `fields.rs` | `Name: value` blocks of report parts |
+//! | `dsn.rs`, `arf.rs`, `ses.rs`, `autoreply.rs` | one structured format each (RFC 3464/6533, RFC 5965 and JMRP, Amazon SES JSON, RFC 3834) |
+//! | `freetext.rs` | the free-text reader, with `recipients.rs` (which addresses failed), `blocks.rs` (each one's diagnostic) and `smtp.rs` (reply code, enhanced status, the command answered) |
+//!
+//! **Adding a format**: a structured one (its own MIME part or header) gets a
+//! file beside `dsn.rs` with a `parse(msg, &mut Analysis)` and one call in
+//! [`Analyzer::analyse`]'s order of checks, above the free-text reader; a new
+//! free-text wording needs no code, only what its recipients and codes look
+//! like, which the free-text reader already reads. What a failure *means*
+//! (hard, soft, why) is never decided here: that is [`crate::rules`].
 
 mod anchored;
+mod arf;
+mod autoreply;
+mod blocks;
 mod dsn;
+mod fields;
+mod freetext;
 mod headers;
 mod mime;
+mod original;
+mod recipients;
 mod ses;
-mod text;
+mod smtp;
 
 use crate::model::{
     Action, Category, EmailAddress, EnhancedStatus, MessageKind, OriginalRef, ReplyCode,
@@ -24,115 +49,7 @@ use crate::model::{
 };
 use serde::Serialize;
 
-pub use text::{find_reply_code, find_smtp_command, find_status};
-
-/// Compiles one of the analysis' own patterns. A roomy lazy-DFA cache keeps the
-/// big case-insensitive alternations on the fast path once warm, and `\b` is
-/// the ASCII word boundary (the Unicode one stops the DFA on non-ASCII text).
-fn rx(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&crate::rules::ascii_word_boundaries(pattern))
-        .dfa_size_limit(8 << 20)
-        .build()
-}
-
-/// A case-insensitive pattern of ASCII phrases, run on an ASCII-lowercased
-/// copy of the text. With `(?i)` the regex crate finds no literal to scan
-/// for (every phrase has too many case variants) and walks its DFA over
-/// every byte; lowercase literals on lowercase text give it a vectorised
-/// prefilter. Lowercasing ASCII keeps every byte offset, so positions found
-/// in the copy are positions in the text. The pattern's letters must be ASCII
-/// (or caseless, like CJK): others would lose their case folding.
-pub(crate) struct Phrases(regex::Regex);
-
-impl Phrases {
-    /// `pattern` as written for `(?i)`; its letters are lowercased here
-    /// (not the escapes: `\S` stays `\S`).
-    pub(crate) fn new(pattern: &str) -> Result<Self, regex::Error> {
-        rx(&lowercase_pattern(pattern)).map(Self)
-    }
-    pub(crate) fn is_match(&self, text: &str) -> bool {
-        self.0.is_match(&ascii_lower(text))
-    }
-    /// The regex itself, for a text already lowercased.
-    pub(crate) fn on_lowercase(&self) -> &regex::Regex {
-        &self.0
-    }
-}
-
-/// A pattern written for `(?i)` with its letters lowercased (not the
-/// escapes: `\S` stays `\S`).
-fn lowercase_pattern(pattern: &str) -> String {
-    let pattern = pattern.strip_prefix("(?i)").unwrap_or(pattern);
-    let mut lower = String::with_capacity(pattern.len());
-    let mut escaped = false;
-    for c in pattern.chars() {
-        lower.push(if escaped { c } else { c.to_ascii_lowercase() });
-        escaped = !escaped && c == '\\';
-    }
-    lower
-}
-
-pub(crate) fn ascii_lower(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(text.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
-}
-
-/// An ASCII-lowercase copy of a short text made on the stack: a diagnostic
-/// nearly always fits, and such a copy is made for every one searched.
-pub(crate) struct LowercaseCopy {
-    stack: [u8; 256],
-    heap: Vec<u8>,
-}
-
-impl LowercaseCopy {
-    pub(crate) fn new() -> Self {
-        Self {
-            stack: [0; 256],
-            heap: Vec::new(),
-        }
-    }
-
-    /// `text` ASCII-lowercased: on the stack when it fits, else on the heap.
-    pub(crate) fn of(&mut self, text: &[u8]) -> &[u8] {
-        match self.stack.get_mut(..text.len()) {
-            Some(copy) => {
-                copy.copy_from_slice(text);
-                copy.make_ascii_lowercase();
-                copy
-            }
-            None => {
-                self.heap = text.to_ascii_lowercase();
-                &self.heap
-            }
-        }
-    }
-}
-
-/// `s.lines()` (split at `\n`, a `\r` before it dropped, no empty last
-/// line) by memchr: the analysis splits every text into lines, most short.
-pub(crate) fn lines(s: &str) -> impl Iterator<Item = &str> + '_ {
-    lines_inclusive(s).map(|l| {
-        let l = l.strip_suffix('\n').unwrap_or(l);
-        l.strip_suffix('\r').unwrap_or(l)
-    })
-}
-
-/// `s.split_inclusive('\n')` by memchr.
-pub(crate) fn lines_inclusive(s: &str) -> impl Iterator<Item = &str> + '_ {
-    let mut rest = s;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = memchr::memchr(b'\n', rest.as_bytes()).map_or(rest.len(), |i| i + 1);
-        let (line, tail) = rest.split_at(end);
-        rest = tail;
-        Some(line)
-    })
-}
+pub use smtp::{find_reply_code, find_smtp_command, find_status};
 
 /// Bounds on the work spent on one message.
 #[derive(Debug, Clone)]
@@ -253,13 +170,13 @@ impl RecipientReport {
     pub fn from_smtp_reply(address: EmailAddress, reply: &str, remote_mta: Option<String>) -> Self {
         let mut r = Self::new(address);
         let d = reply.split_whitespace().collect::<Vec<_>>().join(" ");
-        r.reply_code = text::find_reply_code(&d);
-        r.status = text::find_status(&d);
-        r.smtp_command = text::find_smtp_command(&d);
+        r.reply_code = smtp::find_reply_code(&d);
+        r.status = smtp::find_status(&d);
+        r.smtp_command = smtp::find_smtp_command(&d);
         r.diagnostic = (!d.is_empty()).then_some(d);
         r.remote_mta = remote_mta;
         if r.status.is_none() {
-            text::infer_status(&mut r);
+            smtp::infer_status(&mut r);
         }
         r
     }
@@ -373,17 +290,17 @@ impl Analyzer {
         a.original = headers::original_ref(msg, &self.correlation);
 
         if let Some(report) = &msg.feedback_report {
-            arf(msg, report, &mut a);
+            arf::parse(msg, report, &mut a);
             if !a.recipients.is_empty() {
                 return a;
             }
         }
-        if let Some(addr) = headers::complaint_without_report(msg) {
-            complaint(&mut a, addr, "abuse");
+        if let Some(addr) = arf::complaint_without_report(msg) {
+            arf::complaint(&mut a, addr, "abuse");
             return a;
         }
-        if let Some(addr) = headers::unsubscribe_request(msg) {
-            complaint(&mut a, addr, "opt-out");
+        if let Some(addr) = arf::unsubscribe_request(msg) {
+            arf::complaint(&mut a, addr, "opt-out");
             return a;
         }
         // RFC 3464 §2: a delivery-status part is what makes a message a
@@ -406,18 +323,18 @@ impl Analyzer {
         let signals = headers::bounce_signals(msg);
         if !signals.is_bounce() && !delivery_report {
             if headers::is_auto_reply(msg) {
-                auto_reply(msg, &mut a);
+                autoreply::parse(msg, &mut a);
             }
             return a;
         }
-        text::parse_bounce(msg, &signals, &mut a);
+        freetext::parse_bounce(msg, &signals, &mut a);
         let auto_replied = headers::is_auto_reply(msg);
         if auto_replied
             && !delivery_report
             && !signals.daemon_sender
             && !signals.report
             && signals.failed_recipients.is_empty()
-            && !text::has_smtp_evidence(&a)
+            && !freetext::has_smtp_evidence(&a)
         {
             // Prose about a failure, from an auto-responder, without a single
             // SMTP code: too weak to act on; it is an automatic reply.
@@ -428,7 +345,7 @@ impl Analyzer {
         // the reporting side, never an auto-replying recipient.
         let report = delivery_report || signals.report || signals.daemon_sender;
         if a.recipients.is_empty() && auto_replied && !report {
-            auto_reply(msg, &mut a);
+            autoreply::parse(msg, &mut a);
         } else if !a.recipients.is_empty() {
             a.kind = MessageKind::Bounce;
         } else if delivery_report || signals.strong() {
@@ -449,76 +366,3 @@ impl Analyzer {
 
 /// The `error` of a delivery report that names no readable recipient.
 pub const UNREADABLE_RECIPIENT: &str = "a delivery report whose failed recipient cannot be read";
-
-fn auto_reply(msg: &mime::Message, a: &mut Analysis) {
-    let Some(addr) = msg.header("from").and_then(headers::first_address) else {
-        return;
-    };
-    if headers::is_daemon_address(addr.as_str()) {
-        // a mailer daemon does not go on vacation
-        return;
-    }
-    let mut r = RecipientReport::new(addr);
-    r.hint = Some(Category::AutoReply);
-    r.diagnostic = msg.header("subject").map(str::to_owned);
-    a.kind = MessageKind::AutoReply;
-    a.recipients.push(r);
-}
-
-fn complaint(a: &mut Analysis, addr: EmailAddress, feedback_type: &str) {
-    a.kind = MessageKind::Arf;
-    a.feedback_type = Some(feedback_type.to_string());
-    a.recipients
-        .push(RecipientReport::complaint(addr, feedback_type));
-}
-
-fn arf(msg: &mime::Message, report: &str, a: &mut Analysis) {
-    let fields = dsn::parse_fields(report);
-    let mut addrs: Vec<EmailAddress> = Vec::new();
-    for (k, v) in &fields {
-        match k.as_ref() {
-            "feedback-type" => a.feedback_type = Some(v.trim().to_ascii_lowercase()),
-            "original-rcpt-to" | "removal-recipient" => {
-                if let Some(ad) = headers::first_address(v) {
-                    if !addrs.contains(&ad) {
-                        addrs.push(ad);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if addrs.is_empty() {
-        // The complainant is the recipient of the returned message.
-        if let Some(orig) = &msg.original_headers {
-            if let Some(to) = mime::header_value(orig, "to") {
-                addrs.extend(headers::addresses(to));
-            }
-        }
-    }
-    if addrs.is_empty() {
-        // Feedback loops that redact the recipient still leave the envelope:
-        // the returned message's delivery headers, or the VERP address the
-        // platform sent it from.
-        if let Some(orig) = &msg.original_headers {
-            for name in ["x-original-to", "delivered-to"] {
-                if let Some(ad) = mime::header_value(orig, name).and_then(headers::first_address) {
-                    addrs.push(ad);
-                    break;
-                }
-            }
-        }
-        addrs.extend(
-            a.original
-                .verp_recipient
-                .clone()
-                .filter(|_| addrs.is_empty()),
-        );
-    }
-    a.kind = MessageKind::Arf;
-    let feedback_type = a.feedback_type.clone().unwrap_or_else(|| "abuse".into());
-    for ad in addrs {
-        a.recipients
-            .push(RecipientReport::complaint(ad, &feedback_type));
-    }
-}

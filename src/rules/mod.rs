@@ -217,7 +217,7 @@ impl RuleSet {
             // Checked by parsing, as the set and the prefilter will: the
             // regexes themselves are compiled when a text first needs them
             // (a one-shot `qualify` needs one or two of them).
-            let pattern = ascii_word_boundaries(&r.pattern);
+            let pattern = crate::text::ascii_word_boundaries(&r.pattern);
             let hir = match regex_syntax::ParserBuilder::new()
                 .case_insensitive(true)
                 .build()
@@ -632,54 +632,6 @@ fn never_hard_when_transient(
     ));
     v.bounce_type = BounceType::Soft;
     v
-}
-
-/// `\\b` as an ASCII word boundary: the Unicode one stops the lazy DFA on
-/// any non-ASCII text and sends the whole set to the slow PikeVM.
-pub(crate) fn ascii_word_boundaries(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 16);
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('b') => out.push_str("(?-u:\\b)"),
-                Some(n) => {
-                    out.push('\\');
-                    out.push(n);
-                }
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `hir` rebuilt with each literal and class replaced by what `leaf` makes
-/// of it (captures dropped): the one walk behind the pattern rewrites that
-/// fold ASCII case.
-pub(crate) fn map_leaves(
-    hir: &regex_syntax::hir::Hir,
-    leaf: &impl Fn(&regex_syntax::hir::Hir) -> regex_syntax::hir::Hir,
-) -> regex_syntax::hir::Hir {
-    use regex_syntax::hir::{Hir, HirKind, Repetition};
-    match hir.kind() {
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(l) => Hir::look(*l),
-        HirKind::Literal(_) | HirKind::Class(_) => leaf(hir),
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(map_leaves(&r.sub, leaf)),
-        }),
-        HirKind::Capture(c) => map_leaves(&c.sub, leaf),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(|h| map_leaves(h, leaf)).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.iter().map(|h| map_leaves(h, leaf)).collect())
-        }
-    }
 }
 
 fn build_set(patterns: &[String]) -> Result<RegexSet, regex::Error> {

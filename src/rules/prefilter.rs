@@ -634,7 +634,7 @@ impl Literals {
         let Some(last) = text.len().checked_sub(self.min_len) else {
             return;
         };
-        let mut copy = crate::analysis::LowercaseCopy::new();
+        let mut copy = crate::text::LowercaseCopy::new();
         let text = copy.of(text);
         if self.min_len < 3 {
             for i in 0..=last {
@@ -853,7 +853,7 @@ fn literal_non_ascii(hir: &Hir, out: &mut Vec<(char, char)>) {
 /// superset of the lowercased ASCII matches, which is all a prefix literal
 /// search with ASCII case folding needs.
 fn ascii_lowercase(hir: &Hir) -> Hir {
-    super::map_leaves(hir, &|leaf| match leaf.kind() {
+    crate::text::map_leaves(hir, &|leaf| match leaf.kind() {
         HirKind::Literal(hir::Literal(bytes)) => {
             if bytes.is_ascii() {
                 Hir::literal(bytes.to_ascii_lowercase())
