@@ -768,5 +768,5 @@ pub async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<Rule
 }
 
 pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
-    crate::cli::qualify::analyzer_from(settings)
+    Ok(crate::pipeline::analyzer_from(settings)?)
 }

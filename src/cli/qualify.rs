@@ -2,8 +2,9 @@
 //! without a database.
 
 use super::inputs;
-use crate::analysis::{Analysis, Analyzer};
+use crate::analysis::Analysis;
 use crate::config::Settings;
+use crate::pipeline::{analyzer_from, process};
 use crate::rules::{RuleSet, Verdict};
 use anyhow::Context;
 use clap::Args;
@@ -89,21 +90,6 @@ pub fn result<'a>(
     }
 }
 
-pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
-    let limits = crate::analysis::Limits {
-        max_message_bytes: settings.analysis.max_message_bytes,
-        max_part_bytes: settings.analysis.max_part_bytes,
-        max_parts: settings.analysis.max_parts,
-        max_recipients: settings.analysis.max_recipients,
-    };
-    let correlation = crate::analysis::Correlation {
-        tracking_header: settings.correlation.tracking_header.clone(),
-        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern)
-            .context("correlation.verp_pattern")?,
-    };
-    Ok(Analyzer::new(limits, correlation))
-}
-
 pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
     let settings = Settings::load(config)?;
     settings.validate()?;
@@ -130,9 +116,8 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
             }
         };
         for m in msgs {
-            let a = analyzer.analyse(&m.data);
-            let verdicts: Vec<Verdict> = a.recipients.iter().map(|r| rules.qualify(r)).collect();
-            let res = result(&m.source, &a, &verdicts, args.explain);
+            let q = process(&analyzer, &rules, &m.data);
+            let res = result(&m.source, &q.analysis, &q.verdicts, args.explain);
             if args.json {
                 serde_json::to_writer(&mut out, &res)?;
                 out.write_all(b"\n")?;

@@ -1,14 +1,76 @@
-//! Signed VERP tokens.
+//! Correlation: how a bounce's recipient is tied to what was sent — by
+//! tracking id, then Message-ID, then a signed VERP token — and the values
+//! those ties are made of. The store looks the ties up; what counts as a
+//! tie is decided here.
 //!
-//! Format: the first 16 lowercase hex characters (8 bytes) of
+//! Signed VERP tokens. Format: the first 16 lowercase hex characters (8 bytes) of
 //! HMAC-SHA256(secret, lowercased address). A sender puts it in the return
 //! path (`bounces+TOKEN+local=domain@...`, whatever `correlation.verp_pattern`
 //! extracts as `token`); a bounce whose VERP recipient carries a valid token
 //! for the recipient address correlates to that address. Without the token a
 //! VERP address is trivially forgeable, so it does not correlate by itself.
 
+use crate::model::EmailAddress;
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use sha2::Sha256;
+
+/// How a recipient was tied to a delivery log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrelatedBy {
+    TrackingId,
+    MessageId,
+    Verp,
+    None,
+}
+
+impl CorrelatedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TrackingId => "tracking_id",
+            Self::MessageId => "message_id",
+            Self::Verp => "verp",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Message-IDs are stored and compared without angle brackets.
+pub fn normalise_message_id(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_owned()
+}
+
+/// A bounce's tracking id as looked up: trimmed, none when empty.
+pub fn tracking_key(id: Option<&str>) -> Option<String> {
+    id.map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// A bounce's Message-ID as looked up: normalised, none when empty.
+pub fn message_id_key(id: Option<&str>) -> Option<String> {
+    id.map(normalise_message_id).filter(|m| !m.is_empty())
+}
+
+/// Whether the bounce's VERP return path ties it to `address` (a key): only
+/// with a valid signature, since an unsigned VERP address is trivially
+/// forged, and only for the address the return path names.
+pub fn verp_correlates(
+    secret: Option<&str>,
+    verp_recipient: Option<&EmailAddress>,
+    token: Option<&str>,
+    address: &str,
+) -> bool {
+    let (Some(secret), Some(recipient), Some(token)) = (secret, verp_recipient, token) else {
+        return false;
+    };
+    recipient.key() == address && verify_verp_token(secret, address, token)
+}
 
 /// Length of a token in hex characters.
 pub const VERP_TOKEN_LEN: usize = 16;
