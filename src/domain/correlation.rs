@@ -108,6 +108,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_verp_return_path_correlates_only_signed_and_for_its_own_address() {
+        let bob: EmailAddress = "Bob@Example.com".parse().expect("address");
+        let t = verp_token("k", "bob@example.com");
+        let ok = |secret, token: &str, address| {
+            verp_correlates(secret, Some(&bob), Some(token), address)
+        };
+        assert!(ok(Some("k"), &t, "bob@example.com"));
+        assert!(!ok(None, &t, "bob@example.com"));
+        assert!(!ok(Some("other"), &t, "bob@example.com"));
+        assert!(!ok(Some("k"), &t, "eve@example.com"));
+        assert!(!verp_correlates(
+            Some("k"),
+            None,
+            Some(&t),
+            "bob@example.com"
+        ));
+    }
+
+    #[test]
+    fn message_ids_and_tracking_ids_are_compared_trimmed_and_never_empty() {
+        assert_eq!(normalise_message_id(" <a@b> "), "a@b");
+        assert_eq!(message_id_key(Some("<>")), None);
+        assert_eq!(tracking_key(Some("  t1 ")), Some("t1".into()));
+        assert_eq!(tracking_key(Some("  ")), None);
+    }
+
+    #[test]
     fn token_round_trip_and_case_insensitive_address() {
         let t = verp_token("s3cret", "Bob@Example.com");
         assert_eq!(t.len(), VERP_TOKEN_LEN);

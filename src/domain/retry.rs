@@ -106,6 +106,39 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000, 0).expect("valid timestamp") + Duration::hours(h)
     }
 
+    fn verdict(t: BounceType, category: Category) -> Verdict {
+        Verdict {
+            bounce_type: t,
+            reason: crate::model::Reason::NotDefined,
+            category,
+            rule: "test".into(),
+            qualified: true,
+            why: crate::rules::Explanation::Text(String::new()),
+        }
+    }
+
+    #[test]
+    fn only_a_soft_failure_of_a_mailable_address_schedules_a_retry() {
+        let p = RetryPolicy::new(&RetrySettings::default(), None, None, None, None);
+        let soft = verdict(BounceType::Soft, Category::MailboxFull);
+        let d = after_failure(&p, &soft, 0, at(0), false, at(1));
+        assert_eq!((d.retry_count, d.next_retry_at), (1, Some(at(2))));
+        let d = after_failure(&p, &soft, 3, at(0), true, at(1));
+        assert_eq!((d.retry_count, d.next_retry_at), (3, None));
+        let hard = verdict(BounceType::Hard, Category::UserUnknown);
+        assert!(fails_delivery(&hard));
+        let d = after_failure(&p, &hard, 0, at(0), false, at(1));
+        assert_eq!((d.retry_count, d.next_retry_at), (0, None));
+        assert!(!fails_delivery(&verdict(
+            BounceType::Hard,
+            Category::SpamComplaint
+        )));
+        assert!(!fails_delivery(&verdict(
+            BounceType::Ignored,
+            Category::AutoReply
+        )));
+    }
+
     #[test]
     fn retry_schedule_quick_then_daily_then_stops() {
         let p = RetryPolicy::new(&RetrySettings::default(), None, None, None, None);

@@ -284,3 +284,32 @@ fn quarantine(row: &mut AddressRow, reason: Reason, now: DateTime<Utc>, q: &Quar
     row.release_at =
         (reason == Reason::MailboxFull).then(|| now + Duration::days(q.mailbox_full_release_days));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("valid timestamp") + Duration::hours(h)
+    }
+
+    #[test]
+    fn erroneous_cannot_be_set_by_hand_and_valid_clears_the_counter() {
+        assert!(settable_by_hand(AddressStatus::Erroneous).is_err());
+        let mut row = AddressRow::fresh();
+        set_by_hand(
+            &mut row,
+            AddressStatus::Quarantined,
+            Some(Reason::Refused),
+            at(0),
+        );
+        assert_eq!(row.status, AddressStatus::Quarantined);
+        assert_eq!(row.quarantined_at, Some(at(0)));
+        assert_eq!(row.last_reason.as_deref(), Some("refused"));
+        row.error_count = 3;
+        set_by_hand(&mut row, AddressStatus::Valid, None, at(1));
+        assert_eq!((row.status, row.error_count), (AddressStatus::Valid, 0));
+        assert_eq!(row.quarantined_at, None);
+        assert!(AddressStatus::Denylisted.excluded() && !AddressStatus::Allowlisted.excluded());
+    }
+}
