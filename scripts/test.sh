@@ -18,6 +18,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 
+# imports point one way (the layer order is in scripts/check-layers.py)
+scripts/check-layers.sh >/dev/null || { scripts/check-layers.sh; exit 1; }
+
 pg_provision
 dovecot_start "$PWD/target/dovecot"
 trap 'dovecot_stop "$PWD/target/dovecot" || true' EXIT

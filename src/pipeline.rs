@@ -1,6 +1,10 @@
 //! The worker: claims stored intake rows, analyses and qualifies them,
 //! applies them to the store and marks them done, all in one transaction.
 //!
+//! [`process`] is the step itself — one raw message analysed and each failed
+//! recipient qualified — and the only place it is written: the worker,
+//! `inmail ingest` and `inmail qualify` all run it.
+//!
 //! [`Pipeline::process_once`] is one step: it claims up to `batch_size` due
 //! rows (`FOR UPDATE SKIP LOCKED`, so any number of workers and instances
 //! share the queue), runs the analysis on a blocking thread, calls
@@ -50,17 +54,82 @@
 //! `"message parked as failed"`. Each message's events are inside a
 //! `message` span carrying `intake_id`, `mailbox` and `uid`.
 
-use crate::analysis::Analyzer;
+use crate::analysis::{Analysis, Analyzer};
+use crate::config::Settings;
 use crate::metrics::{KindLabels, Metrics};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Verdict};
 use crate::store::{
-    is_outage, Backoff, BounceInput, ClaimLimits, ClaimedMessage, RecipientOutcome, Store,
-    StoreError,
+    content_hash, is_outage, Backoff, BounceInput, ClaimLimits, ClaimedMessage, RecipientOutcome,
+    Store, StoreError,
 };
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 
 pub use crate::clock::{system_clock, Clock};
+/// One message analysed and qualified: one verdict per failed recipient of
+/// the analysis, in the same order.
+#[derive(Debug, Clone)]
+pub struct Qualified {
+    pub analysis: Analysis,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Qualified {
+    /// What the store applies for this message: `message_hash` is the
+    /// SHA-256 of the whole raw message (its identity), `source` where it
+    /// came from.
+    pub fn into_input(self, message_hash: [u8; 32], source: String) -> BounceInput {
+        BounceInput {
+            message_hash,
+            source,
+            analysis: self.analysis,
+            verdicts: self.verdicts,
+        }
+    }
+}
+
+/// The one step from a raw message to what it means: the analysis, then a
+/// verdict for each failed recipient from `rules`.
+pub fn process(analyzer: &Analyzer, rules: &RuleSet, raw: &[u8]) -> Qualified {
+    let analysis = analyzer.analyse(raw);
+    let verdicts = analysis
+        .recipients
+        .iter()
+        .map(|r| rules.qualify(r))
+        .collect();
+    Qualified { analysis, verdicts }
+}
+
+/// [`process`] of a whole message, ready for the store.
+pub fn process_input(
+    analyzer: &Analyzer,
+    rules: &RuleSet,
+    raw: &[u8],
+    source: String,
+) -> BounceInput {
+    process(analyzer, rules, raw).into_input(content_hash(raw), source)
+}
+
+/// The analyser the settings describe (`[analysis]` limits, `[correlation]`
+/// tracking header and VERP pattern).
+pub fn analyzer_from(settings: &Settings) -> Result<Analyzer> {
+    let limits = crate::analysis::Limits {
+        max_message_bytes: settings.analysis.max_message_bytes,
+        max_part_bytes: settings.analysis.max_part_bytes,
+        max_parts: settings.analysis.max_parts,
+        max_recipients: settings.analysis.max_recipients,
+    };
+    let correlation = crate::analysis::Correlation {
+        tracking_header: settings.correlation.tracking_header.clone(),
+        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern).map_err(|e| {
+            PipelineError::Setting {
+                key: "correlation.verp_pattern",
+                message: e.to_string(),
+            }
+        })?,
+    };
+    Ok(Analyzer::new(limits, correlation))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -68,6 +137,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("analysis failed: {0}")]
     Analysis(String),
+    #[error("{key}: {message}")]
+    Setting { key: &'static str, message: String },
 }
 
 impl PipelineError {
@@ -75,7 +146,7 @@ impl PipelineError {
     pub fn is_outage(&self) -> bool {
         match self {
             Self::Store(e) => is_outage(e),
-            Self::Analysis(_) => false,
+            Self::Analysis(_) | Self::Setting { .. } => false,
         }
     }
 }
@@ -402,18 +473,11 @@ fn analyse_all(
     claimed
         .into_iter()
         .map(|c| {
-            let analysis = analyzer.analyse(&c.raw);
-            let verdicts = analysis
-                .recipients
-                .iter()
-                .map(|r| rules.qualify(r))
-                .collect();
-            let source = format!("{}/{}", c.mailbox, c.uid);
-            let mut input = BounceInput::new(&c.raw, source, analysis, verdicts);
             // `raw` may be a prefix: the identity is the whole message's hash.
-            if let Ok(hash) = <[u8; 32]>::try_from(c.content_hash.as_slice()) {
-                input.message_hash = hash;
-            }
+            let hash = <[u8; 32]>::try_from(c.content_hash.as_slice())
+                .unwrap_or_else(|_| content_hash(&c.raw));
+            let source = format!("{}/{}", c.mailbox, c.uid);
+            let input = process(analyzer, rules, &c.raw).into_input(hash, source);
             Processed {
                 id: c.id,
                 input,

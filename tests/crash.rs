@@ -59,10 +59,13 @@ async fn prepare(prefix: &str, dir: &Path, n: usize) -> (String, std::path::Path
     let url = fresh_database(prefix).await;
     let pool = PgPool::connect(&url).await.expect("connect");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    store
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &store,
+        deliveries_csv(0..n).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     let md = dir.join("Maildir");
     make_maildir(&md);
     for i in 0..n {
@@ -215,10 +218,13 @@ async fn three_processes_share_one_maildir() {
     let work = tempfile::tempdir().expect("tempdir");
     let url = fresh_database("inmail_three").await;
     let pool = PgPool::connect(&url).await.expect("connect");
-    Store::from_pool(pool.clone(), StoreSettings::default())
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &Store::from_pool(pool.clone(), StoreSettings::default()),
+        deliveries_csv(0..n).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     let md = work.path().join("Maildir");
     make_maildir(&md);
     for i in 0..n / 2 {

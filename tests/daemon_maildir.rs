@@ -69,8 +69,7 @@ async fn setup(
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    store
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), t0())
+    inmail::ops::deliveries::import_csv(&store, deliveries_csv(0..n).as_bytes(), t0())
         .await
         .expect("deliveries");
     make_maildir(maildir);

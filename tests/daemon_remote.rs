@@ -202,10 +202,13 @@ async fn setup(opts: PgPoolOptions, conn: PgConnectOptions, n: usize) -> (Store,
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    store
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &store,
+        deliveries_csv(0..n).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     (store, pool)
 }
 

@@ -190,10 +190,13 @@ async fn the_running_daemon_feeds_its_metrics_from_the_pipeline_and_the_sources(
     use inmail::config::{Mailbox, MaildirMailbox, Settings};
     let url = common::fresh_database("http_metrics").await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    inmail::store::Store::from_pool(pool.clone(), Default::default())
-        .import_deliveries_csv(common::deliveries_csv(0..3).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &inmail::store::Store::from_pool(pool.clone(), Default::default()),
+        common::deliveries_csv(0..3).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     let dir = tempfile::tempdir().expect("tempdir");
     let md = dir.path().join("Maildir");
     common::make_maildir(&md);

@@ -91,10 +91,13 @@ async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnec
     }
     let direct = opts.connect_with(conn.clone()).await.expect("pool");
     let n = 100usize;
-    Store::from_pool(direct.clone(), StoreSettings::default())
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &Store::from_pool(direct.clone(), StoreSettings::default()),
+        deliveries_csv(0..n).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     let upstream = format!("{}:{}", conn.get_host(), conn.get_port());
     let proxy = Proxy::start(upstream).await;
     let proxied = PgPoolOptions::new()

@@ -39,10 +39,13 @@ async fn env(opts: PgPoolOptions, conn: PgConnectOptions, n: usize) -> Env {
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    store
-        .import_deliveries_csv(deliveries_csv(0..n).as_bytes(), chrono::Utc::now())
-        .await
-        .expect("deliveries");
+    inmail::ops::deliveries::import_csv(
+        &store,
+        deliveries_csv(0..n).as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("deliveries");
     let dir = tempfile::tempdir().expect("tempdir");
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "secret\n").expect("password file");

@@ -8,12 +8,14 @@
 use chrono::{DateTime, Duration, Utc};
 use inmail::analysis::{Analysis, RecipientReport};
 use inmail::config::QuarantineSettings;
+use inmail::domain::{normalise_diagnostic, pattern_from_normalised, verp_token};
 use inmail::model::{BounceType, Category, EmailAddress, MessageKind, Reason};
+use inmail::ops::deliveries::{import_csv, CsvError};
+use inmail::ops::OpsError;
 use inmail::rules::{Explanation, Rule, Verdict};
 use inmail::store::{
-    normalise_diagnostic, pattern_from_normalised, verp_token, AddressStatus, BounceInput,
-    CorrelatedBy, NotCounted, QualificationStatus, RecipientOutcome, Store, StoreError,
-    StoreSettings,
+    AddressStatus, BounceInput, CorrelatedBy, NotCounted, QualificationStatus, RecipientOutcome,
+    Store, StoreError, StoreSettings,
 };
 use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
@@ -107,7 +109,7 @@ fn store(pool: PgPool) -> Store {
 }
 
 async fn deliver(s: &Store, csv: &str) {
-    s.import_deliveries_csv(csv.as_bytes(), t0())
+    import_csv(s, csv.as_bytes(), t0())
         .await
         .expect("deliveries import");
 }
@@ -897,16 +899,18 @@ fn normalise_diagnostic_masks_what_varies() {
 #[sqlx::test(migrations = "./migrations")]
 async fn deliveries_csv_import_validates_and_is_all_or_nothing(pool: PgPool) {
     let s = store(pool.clone());
-    let err = s
-        .import_deliveries_csv(
-            "message_id,address\nm1,ok@x.org\nm2,not-an-address\n".as_bytes(),
-            t0(),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Csv { line: 3, .. }), "{err}");
-    let err = s
-        .import_deliveries_csv("address\nx@y.org\n".as_bytes(), t0())
+    let err = import_csv(
+        &s,
+        "message_id,address\nm1,ok@x.org\nm2,not-an-address\n".as_bytes(),
+        t0(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, OpsError::Csv(CsvError { line: 3, .. })),
+        "{err}"
+    );
+    let err = import_csv(&s, "address\nx@y.org\n".as_bytes(), t0())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("message_id"), "{err}");
@@ -915,16 +919,20 @@ async fn deliveries_csv_import_validates_and_is_all_or_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(n, 0);
-    let sum = s
-        .import_deliveries_csv(
-            "address,message_id,delivery,profile_id,tracking_id,sent_at\n\
-             Ann@X.org,<a@m>,d1,p1,t1,2025-01-01T00:00:00+01:00\nbo@x.org,,d1,,t2,\n"
-                .as_bytes(),
-            t0(),
-        )
+    let sum = import_csv(
+        &s,
+        "address,message_id,delivery,profile_id,tracking_id,sent_at\n\
+         Ann@X.org,<a@m>,d1,p1,t1,2025-01-01T00:00:00+01:00\nbo@x.org,,d1,,t2,\n"
+            .as_bytes(),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
+        .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!((sum.rows, sum.deliveries), (2, 1));
+    assert_eq!((sum.accepted, deliveries), (2, 1));
     let (a, m, sent): (String, String, DateTime<Utc>) = sqlx::query_as(
         "SELECT address, message_id, sent_at FROM delivery_logs WHERE tracking_id = 't1'",
     )

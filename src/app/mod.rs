@@ -479,16 +479,5 @@ pub async fn rule_set(settings: &Settings, store: &Store) -> anyhow::Result<Rule
 /// The analyser `[analysis]` and `[correlation]` describe (the daemon,
 /// `inmail qualify` and `inmail ingest` build theirs here).
 pub fn analyzer_from(settings: &Settings) -> anyhow::Result<Analyzer> {
-    let limits = crate::analysis::Limits {
-        max_message_bytes: settings.analysis.max_message_bytes,
-        max_part_bytes: settings.analysis.max_part_bytes,
-        max_parts: settings.analysis.max_parts,
-        max_recipients: settings.analysis.max_recipients,
-    };
-    let correlation = crate::analysis::Correlation {
-        tracking_header: settings.correlation.tracking_header.clone(),
-        verp_pattern: regex::Regex::new(&settings.correlation.verp_pattern)
-            .context("correlation.verp_pattern")?,
-    };
-    Ok(Analyzer::new(limits, correlation))
+    Ok(crate::pipeline::analyzer_from(settings)?)
 }

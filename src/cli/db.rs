@@ -4,18 +4,17 @@
 //! `cli::run` is synchronous, so each command builds its own tokio runtime.
 
 use super::inputs;
-use crate::analysis::RecipientReport;
 use crate::app::rule_set;
 use crate::config::Settings;
 use crate::model::{BounceType, Category, Reason};
-use crate::ops::{self, deliveries::NewDelivery};
-use crate::rules::{self, Rule, RuleSet};
+use crate::ops::{self, ingest::Message};
+use crate::rules::{self, Rule};
 use crate::store::{
     AddressInfo, AddressStatus, BounceInput, QualificationStatus, RecipientOutcome, Report, Store,
     StoreSettings,
 };
-use anyhow::{bail, Context};
-use chrono::{DateTime, Duration, Utc};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -226,7 +225,7 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         DbCommand::Qualifications(c) => qualifications(&store, c).await,
         DbCommand::Requalify => {
             let set = rule_set(settings, &store).await?;
-            let s = store.requalify(|text| matcher(&set, text)).await?;
+            let s = ops::qualifications::requalify(&store, &set).await?;
             println!(
                 "{} queued texts checked, {} now explained by a rule",
                 s.checked, s.matched
@@ -235,21 +234,12 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
         }
         DbCommand::Report(args) => report(&store, args, now).await,
         DbCommand::Deliveries(DeliveriesCommand::Import { file }) => {
-            let items = if file.as_os_str() == "-" {
-                read_deliveries_csv(std::io::stdin().lock())?
+            let s = if file.as_os_str() == "-" {
+                ops::deliveries::import_csv(&store, std::io::stdin().lock(), now).await?
             } else {
                 let f = std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?;
-                read_deliveries_csv(std::io::BufReader::new(f))?
-            };
-            let s = match ops::deliveries::import_deliveries(&store, items, now).await {
-                // the CSV's line: one header line, lines count from 1
-                Err(ops::OpsError::Invalid {
-                    index: Some(i),
-                    message,
-                    ..
-                }) => bail!("deliveries CSV, line {}: {message}", i + 2),
-                other => other?,
+                ops::deliveries::import_csv(&store, std::io::BufReader::new(f), now).await?
             };
             println!(
                 "{} delivery logs imported ({} already registered)",
@@ -258,10 +248,8 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         DbCommand::Cleanup => {
-            let s = store.cleanup(now).await?;
-            let intake = store
-                .purge_intake(now - Duration::days(settings.quarantine.retention_days))
-                .await?;
+            let c = ops::cleanup::cleanup(&store, now, settings.quarantine.retention_days).await?;
+            let (s, intake) = (c.summary, c.intake_purged);
             println!(
                 "released {}, reset {}, purged {} events, {} message hashes and {intake} stored messages",
                 s.released, s.reset, s.purged_events, s.purged_messages
@@ -276,7 +264,7 @@ async fn dispatch(settings: &Settings, cmd: DbCommand) -> anyhow::Result<i32> {
             let status = status
                 .map(|s| s.parse::<AddressStatus>().map_err(anyhow::Error::msg))
                 .transpose()?;
-            let rows = store.list_addresses(status, limit).await?;
+            let rows = ops::addresses::list(&store, status, limit).await?;
             for r in &rows {
                 if json {
                     println!("{}", serde_json::to_string(r)?);
@@ -341,137 +329,70 @@ async fn set_status(
     Ok(0)
 }
 
-/// Reads a deliveries CSV: a header row naming at least `message_id` and
-/// `address`, optionally `delivery`, `profile_id`, `tracking_id` and
-/// `sent_at` (RFC 3339; empty means now), in any order and case.
-fn read_deliveries_csv(reader: impl std::io::Read) -> anyhow::Result<Vec<NewDelivery>> {
-    let mut csv = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(reader);
-    let headers = csv
-        .headers()
-        .context("deliveries CSV, line 1: reading the header row")?
-        .clone();
-    let find = |name: &str| headers.iter().position(|c| c.eq_ignore_ascii_case(name));
-    let required = |name: &str| {
-        find(name).with_context(|| {
-            format!("deliveries CSV, line 1: the header row has no {name:?} column")
-        })
-    };
-    let (message_id, address) = (required("message_id")?, required("address")?);
-    let (delivery, profile_id, tracking_id, sent_at) = (
-        find("delivery"),
-        find("profile_id"),
-        find("tracking_id"),
-        find("sent_at"),
-    );
-    let mut items = Vec::new();
-    for (n, record) in csv.records().enumerate() {
-        let line = n + 2;
-        let rec = record.with_context(|| format!("deliveries CSV, line {line}"))?;
-        let field = |i: Option<usize>| {
-            i.and_then(|i| rec.get(i))
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let sent_at = field(sent_at)
-            .map(|s| {
-                DateTime::parse_from_rfc3339(&s)
-                    .map(|t| t.with_timezone(&Utc))
-                    .with_context(|| {
-                        format!(
-                            "deliveries CSV, line {line}: sent_at {s:?} is not an RFC 3339 time"
-                        )
-                    })
-            })
-            .transpose()?;
-        items.push(NewDelivery {
-            message_id: field(Some(message_id)).unwrap_or_default(),
-            address: field(Some(address)).unwrap_or_default(),
-            delivery: field(delivery),
-            profile_id: field(profile_id),
-            tracking_id: field(tracking_id),
-            sent_at,
-        });
-    }
-    Ok(items)
-}
-
-/// The rule that now explains a queued text. Domain-scoped rules do not
-/// apply: a queue row stands for texts from many domains.
-fn matcher(set: &RuleSet, text: &str) -> Option<String> {
-    set.first_match(text, "").map(|r| r.id.clone())
-}
-
 async fn ingest(settings: &Settings, store: &Store, args: IngestArgs) -> anyhow::Result<i32> {
-    let batch_size = args.batch.max(1);
     let set = rule_set(settings, store).await?;
-    let analyzer = crate::app::analyzer_from(settings)?;
+    let analyzer = crate::pipeline::analyzer_from(settings)?;
     let (files, errors) = inputs::expand(&args.paths);
     for e in &errors {
         eprintln!("inmail: cannot read {e}");
     }
-    // Analysis runs on a blocking thread while the previous batch is applied.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BounceInput>>(2);
-    let producer = tokio::task::spawn_blocking(move || -> usize {
-        let mut failures = errors.len();
-        let mut batch = Vec::with_capacity(batch_size);
-        for f in &files {
-            let messages = match inputs::read(f) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("inmail: cannot read {e}");
-                    failures += 1;
-                    continue;
-                }
-            };
-            for m in messages {
-                let analysis = analyzer.analyse(&m.data);
-                let verdicts = analysis.recipients.iter().map(|r| set.qualify(r)).collect();
-                batch.push(BounceInput::new(&m.data, m.source, analysis, verdicts));
-                if batch.len() == batch_size
-                    && tx.blocking_send(std::mem::take(&mut batch)).is_err()
-                {
-                    // The applying side stopped on an error, which it reports.
-                    return failures;
-                }
-            }
+    // Read lazily, on the analysis thread; unreadable files are reported there.
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(errors.len()));
+    let unreadable = std::sync::Arc::clone(&failures);
+    let messages = files.into_iter().flat_map(move |f| match inputs::read(&f) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("inmail: cannot read {e}");
+            unreadable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Vec::new()
         }
-        if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
-        }
-        failures
+    });
+    let messages = messages.map(|m| Message {
+        source: m.source,
+        data: m.data,
     });
     let started = std::time::Instant::now();
-    let (mut messages_done, mut recipients, mut duplicates) = (0usize, 0usize, 0usize);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    while let Some(batch) = rx.recv().await {
-        let outcomes = store.apply_batch(&batch, Utc::now()).await?;
-        let mut rest = outcomes.iter();
-        for input in &batch {
-            let n = input.analysis.recipients.len();
-            if n == 0 {
-                print_no_recipient(&mut out, input, args.json)?;
+    let s = ops::ingest::ingest(
+        store,
+        analyzer,
+        set,
+        messages,
+        args.batch,
+        |batch, outcomes| {
+            let mut rest = outcomes.iter();
+            for input in batch {
+                let n = input.analysis.recipients.len();
+                if n == 0 {
+                    print_no_recipient(&mut out, input, args.json)?;
+                }
+                for o in rest.by_ref().take(n) {
+                    print_outcome(&mut out, o, args.json)?;
+                }
             }
-            for o in rest.by_ref().take(n) {
-                print_outcome(&mut out, o, args.json)?;
-                duplicates += usize::from(o.duplicate);
-            }
-            recipients += n;
-        }
-        messages_done += batch.len();
-    }
+            Ok(())
+        },
+    )
+    .await;
     out.flush()?;
-    let failures = producer.await.context("the analysis thread failed")?;
+    let s = s?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "ingested {messages_done} messages ({recipients} recipients, {duplicates} duplicate) in {secs:.2}s = {:.0} messages/s",
-        messages_done as f64 / secs.max(1e-9)
+        "ingested {} messages ({} recipients, {} duplicate) in {secs:.2}s = {:.0} messages/s",
+        s.messages,
+        s.recipients,
+        s.duplicates,
+        s.messages as f64 / secs.max(1e-9)
     );
+    let failures = failures.load(std::sync::atomic::Ordering::Relaxed);
     Ok(if failures > 0 { 1 } else { 0 })
 }
 
-fn print_no_recipient(out: &mut impl Write, input: &BounceInput, json: bool) -> anyhow::Result<()> {
+fn print_no_recipient(
+    out: &mut impl Write,
+    input: &BounceInput,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
         let v = serde_json::json!({
             "source": input.source,
@@ -491,7 +412,7 @@ fn print_no_recipient(out: &mut impl Write, input: &BounceInput, json: bool) -> 
     Ok(())
 }
 
-fn print_outcome(out: &mut impl Write, o: &RecipientOutcome, json: bool) -> anyhow::Result<()> {
+fn print_outcome(out: &mut impl Write, o: &RecipientOutcome, json: bool) -> std::io::Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(o)?)?;
         return Ok(());
@@ -587,7 +508,7 @@ fn print_address(i: &AddressInfo) {
 async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> {
     match cmd {
         RulesCommand::List { json } => {
-            let rules = store.list_rules().await?;
+            let rules = ops::rules::list(store).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rules)?);
             }
@@ -619,36 +540,33 @@ async fn rules_command(store: &Store, cmd: RulesCommand) -> anyhow::Result<i32> 
                 reason: a.reason,
                 category: a.category,
                 priority: a.priority,
-                domain: a.domain.map(|d| d.to_lowercase()),
+                domain: a.domain,
                 source: a.source,
             };
-            store.insert_rule(&rule).await?;
+            let rule = ops::rules::add(store, rule).await?;
             println!("rule {} added", rule.id);
         }
         RulesCommand::Disable { id } => {
-            store.disable_rule(&id).await?;
+            ops::rules::disable(store, &id).await?;
             println!("rule {id} disabled");
         }
         RulesCommand::Test { text, address } => {
-            let set = RuleSet::compile(store.load_rules().await?)?;
-            let mut r = RecipientReport::new(address.parse().map_err(anyhow::Error::msg)?);
-            r.diagnostic = Some(text);
-            let v = set.qualify(&r);
-            println!("{}", serde_json::to_string(&v)?);
-            let why = v.explanation();
+            let t = ops::rules::test(store, text, &address).await?;
+            println!("{}", serde_json::to_string(&t.verdict)?);
+            let why = t.verdict.explanation();
             if !why.is_empty() {
                 println!("{why}");
             }
-            if let Some(source) = set.source_of(&v) {
+            if let Some(source) = t.source {
                 println!("source: {source}");
             }
         }
         RulesCommand::Import { file } => {
             let rules = rules::load_file(&file)?;
-            let s = store.import_rules(&rules).await?;
+            let s = ops::rules::import(store, &rules).await?;
             println!("{} rules inserted, {} updated", s.inserted, s.updated);
         }
-        RulesCommand::Export => print!("{}", rules_toml(store.export_rules().await?)?),
+        RulesCommand::Export => print!("{}", ops::rules::export_toml(store).await?),
     }
     Ok(0)
 }
@@ -764,13 +682,4 @@ fn print_report_csv(r: &Report) -> anyhow::Result<()> {
     }
     w.flush()?;
     Ok(())
-}
-
-/// The rules file format (`[[rule]]` tables), for `rules export`.
-fn rules_toml(rule: Vec<Rule>) -> anyhow::Result<String> {
-    #[derive(serde::Serialize)]
-    struct RulesFile {
-        rule: Vec<Rule>,
-    }
-    Ok(toml::to_string(&RulesFile { rule })?)
 }

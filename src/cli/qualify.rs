@@ -3,8 +3,8 @@
 
 use super::inputs;
 use crate::analysis::Analysis;
-use crate::app::analyzer_from;
 use crate::config::Settings;
+use crate::pipeline::{analyzer_from, process};
 use crate::rules::{RuleSet, Verdict};
 use anyhow::Context;
 use clap::Args;
@@ -116,9 +116,8 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
             }
         };
         for m in msgs {
-            let a = analyzer.analyse(&m.data);
-            let verdicts: Vec<Verdict> = a.recipients.iter().map(|r| rules.qualify(r)).collect();
-            let res = result(&m.source, &a, &verdicts, args.explain);
+            let q = process(&analyzer, &rules, &m.data);
+            let res = result(&m.source, &q.analysis, &q.verdicts, args.explain);
             if args.json {
                 serde_json::to_writer(&mut out, &res)?;
                 out.write_all(b"\n")?;

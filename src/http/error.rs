@@ -114,6 +114,8 @@ impl From<OpsError> for ApiError {
             } => Self::invalid(message).at(index, field.map(str::to_owned)),
             OpsError::NotFound(what) => Self::not_found(format!("{what} not found")),
             OpsError::Store(e) => e.into(),
+            OpsError::Rules(e) => Self::invalid(e.to_string()),
+            OpsError::Csv(e) => Self::invalid(e.to_string()),
         }
     }
 }
@@ -126,7 +128,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
             StoreError::Input(m) => Self::invalid(m),
-            StoreError::Csv { .. } | StoreError::InvalidRule { .. } => Self::invalid(e.to_string()),
+            StoreError::InvalidRule { .. } => Self::invalid(e.to_string()),
             StoreError::RuleExists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::NotMigrated { .. } => Self::unavailable(e.to_string()),
             other => {

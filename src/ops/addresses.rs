@@ -1,8 +1,9 @@
-//! Address lookup and the send-time check.
+//! Address lookup, the list of addresses not simply valid, and the
+//! send-time check.
 
 use super::OpsError;
 use crate::model::EmailAddress;
-use crate::store::{AddressInfo, Store};
+use crate::store::{AddressInfo, AddressStatus, AddressSummary, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -44,6 +45,16 @@ pub async fn lookup(
         });
     }
     Ok(store.address_view(&key, events).await?)
+}
+
+/// Addresses that are not simply valid, or only those of `status`, most
+/// recent change first, at most `limit`.
+pub async fn list(
+    store: &Store,
+    status: Option<AddressStatus>,
+    limit: i64,
+) -> Result<Vec<AddressSummary>, OpsError> {
+    Ok(store.list_addresses(status, limit).await?)
 }
 
 /// An address the sender must not mail now, and why.

@@ -1,10 +1,12 @@
-//! Registering what was sent (the API's `POST /v1/deliveries`, the CLI's CSV import).
+//! Registering what was sent (the API's `POST /v1/deliveries`, the CLI's CSV
+//! import, read by [`read_csv`]).
 //!
 //! Idempotent on (Message-ID, address): a log registered twice is counted
 //! as a duplicate and changes nothing. A later log of the same delivery to
 //! the same address is a retry of the earlier one and ends its schedule.
 
 use super::OpsError;
+use crate::domain::correlation::message_id_key;
 use crate::model::EmailAddress;
 use crate::store::{DeliveryRecord, Store};
 use chrono::{DateTime, Utc};
@@ -74,6 +76,95 @@ pub async fn import_deliveries(
     store_rows(store, &rows).await
 }
 
+/// A deliveries CSV that cannot be imported, and the line at fault (the
+/// header row is line 1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deliveries CSV, line {line}: {message}")]
+pub struct CsvError {
+    pub line: u64,
+    pub message: String,
+}
+
+/// [`import_deliveries`] of a CSV (see [`read_csv`]), all or nothing; an
+/// invalid row is reported by its line.
+pub async fn import_csv(
+    store: &Store,
+    reader: impl std::io::Read,
+    now: DateTime<Utc>,
+) -> Result<RegisterSummary, OpsError> {
+    let items = read_csv(reader)?;
+    match import_deliveries(store, items, now).await {
+        Err(OpsError::Invalid {
+            index: Some(i),
+            message,
+            ..
+        }) => Err(CsvError {
+            line: i as u64 + 2,
+            message,
+        }
+        .into()),
+        other => other,
+    }
+}
+
+/// Reads a deliveries CSV: a header row naming at least `message_id` and
+/// `address`, optionally `delivery`, `profile_id`, `tracking_id` and
+/// `sent_at` (RFC 3339; empty means now), in any order and case. Values are
+/// trimmed; the addresses are checked when the rows are imported.
+pub fn read_csv(reader: impl std::io::Read) -> Result<Vec<NewDelivery>, CsvError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = csv
+        .headers()
+        .map_err(|e| CsvError {
+            line: 1,
+            message: format!("reading the header row: {e}"),
+        })?
+        .clone();
+    let find = |name: &str| headers.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let required = |name: &str| {
+        find(name).ok_or_else(|| CsvError {
+            line: 1,
+            message: format!("the header row has no {name:?} column"),
+        })
+    };
+    let (message_id, address) = (required("message_id")?, required("address")?);
+    let (delivery, profile_id, tracking_id, sent_at) = (
+        find("delivery"),
+        find("profile_id"),
+        find("tracking_id"),
+        find("sent_at"),
+    );
+    let mut items = Vec::new();
+    for (n, record) in csv.records().enumerate() {
+        let line = n as u64 + 2;
+        let bad = |message: String| CsvError { line, message };
+        let rec = record.map_err(|e| bad(e.to_string()))?;
+        let field = |i: Option<usize>| {
+            i.and_then(|i| rec.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let sent_at = field(sent_at)
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| bad(format!("sent_at {s:?} is not an RFC 3339 time: {e}")))
+            })
+            .transpose()?;
+        items.push(NewDelivery {
+            message_id: field(Some(message_id)).unwrap_or_default(),
+            address: field(Some(address)).unwrap_or_default(),
+            delivery: field(delivery),
+            profile_id: field(profile_id),
+            tracking_id: field(tracking_id),
+            sent_at,
+        });
+    }
+    Ok(items)
+}
+
 async fn store_rows(store: &Store, rows: &[DeliveryRecord]) -> Result<RegisterSummary, OpsError> {
     let r = store.register_deliveries(rows).await?;
     Ok(RegisterSummary {
@@ -122,12 +213,7 @@ fn records(
 
 /// Message-IDs are stored without angle brackets; an empty one is none.
 pub(crate) fn normalise_message_id(id: &str) -> Option<String> {
-    let id = id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
-    (!id.is_empty()).then(|| id.to_owned())
+    message_id_key(Some(id))
 }
 
 pub(crate) fn non_empty(s: Option<String>) -> Option<String> {

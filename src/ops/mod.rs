@@ -7,13 +7,17 @@
 //! holds SQL or business logic of its own.
 
 pub mod addresses;
+pub mod cleanup;
 pub mod deliveries;
 pub mod failures;
+pub mod ingest;
 pub mod qualifications;
 pub mod report;
 pub mod retries;
+pub mod rules;
 pub mod status;
 
+use crate::rules::RulesError;
 use crate::store::{is_outage, StoreError};
 
 /// Why an operation refused or failed.
@@ -32,6 +36,12 @@ pub enum OpsError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A deliveries CSV is malformed.
+    #[error(transparent)]
+    Csv(#[from] deliveries::CsvError),
+    /// The rules do not compile.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
 }
 
 impl OpsError {

@@ -1,9 +1,9 @@
-//! The "to qualify" queue: list, keep, ignore.
+//! The "to qualify" queue: list, keep, ignore, requalify.
 
 use super::OpsError;
 use crate::model::{BounceType, Category, Reason};
-use crate::rules::Rule;
-use crate::store::{Qualification, QualificationStatus, Store};
+use crate::rules::{Rule, RuleSet};
+use crate::store::{Qualification, QualificationStatus, RequalifySummary, Store};
 
 /// The queue rows of `status` (all of them when `None`), most frequent
 /// first, at most `limit` when given.
@@ -54,4 +54,13 @@ pub fn parse_status(s: &str) -> Result<QualificationStatus, OpsError> {
             "unknown qualification status {s:?}: expected to_qualify, keep, ignore or matched"
         ),
     })
+}
+
+/// Runs `rules` (the rule set in force) over the queued texts and marks
+/// those a rule now explains. Domain-scoped rules do not apply: a queue row
+/// stands for texts from many domains.
+pub async fn requalify(store: &Store, rules: &RuleSet) -> Result<RequalifySummary, OpsError> {
+    Ok(store
+        .requalify(|text| rules.first_match(text, "").map(|r| r.id.clone()))
+        .await?)
 }

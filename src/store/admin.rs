@@ -1,19 +1,15 @@
 //! Operator-facing reads and writes: address details, the bounce report,
-//! cleanup, manual quarantine changes and the deliveries import.
+//! cleanup and manual quarantine changes.
 
-use super::apply::{self, insert_events, normalise_message_id, EventRow};
-use super::deliveries::{insert_logs, DeliveryRecord, Insert};
-use super::state::{AddressRow, AddressStatus};
+use super::apply::{self, insert_events, EventRow};
 use super::{Result, SqlContext, Store, StoreError};
+use crate::domain::state::{self, AddressRow, AddressStatus};
 use crate::model::{EmailAddress, Reason};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, Row};
-use std::collections::{BTreeSet, HashMap};
-
-/// Deliveries CSV rows inserted per statement.
-const CSV_CHUNK: usize = 5000;
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AddressInfo {
@@ -119,12 +115,6 @@ pub struct ManualChange {
     pub note: Option<String>,
     /// Who: an API token's name, `cli:$USER`.
     pub actor: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DeliveryImportSummary {
-    pub rows: u64,
-    pub deliveries: u64,
 }
 
 fn normalise_address(address: &str) -> Result<String> {
@@ -344,31 +334,14 @@ impl Store {
         change: ManualChange,
         now: DateTime<Utc>,
     ) -> Result<AddressStatus> {
-        if status == AddressStatus::Erroneous {
-            return Err(StoreError::Input(
-                "cannot set status erroneous by hand: use valid, quarantined, denylisted or allowlisted"
-                    .into(),
-            ));
-        }
+        state::settable_by_hand(status).map_err(StoreError::Input)?;
         let key = normalise_address(address)?;
         let keys = BTreeSet::from([key.clone()]);
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let mut rows = apply::lock_addresses(&mut tx, &keys, now).await?;
         let mut row = rows.remove(&key).unwrap_or_else(AddressRow::fresh);
         let before = (row.status, row.error_count);
-        row.status = status;
-        row.release_at = None;
-        match status {
-            AddressStatus::Valid => {
-                row.error_count = 0;
-                row.quarantined_at = None;
-            }
-            AddressStatus::Allowlisted => row.quarantined_at = None,
-            _ => row.quarantined_at = Some(now),
-        }
-        if let Some(reason) = change.reason {
-            row.last_reason = Some(reason.as_str().to_owned());
-        }
+        state::set_by_hand(&mut row, status, change.reason, now);
         apply::update_addresses(&mut tx, &[(&key, &row)], now).await?;
         let mut event =
             EventRow::state_change("manual", &key, before, (row.status, row.error_count));
@@ -378,39 +351,6 @@ impl Store {
         insert_events(&mut tx, &[event], now).await?;
         tx.commit().await.ctx("committing a status change")?;
         Ok(before.0)
-    }
-
-    /// Imports what was sent, from a CSV with a header row naming at least
-    /// `message_id` and `address`, optionally `delivery`, `profile_id`,
-    /// `tracking_id` and `sent_at` (RFC 3339; empty means `now`). All or nothing;
-    /// rows already registered (same Message-ID and address) are skipped and
-    /// not counted in `rows`.
-    pub async fn import_deliveries_csv(
-        &self,
-        reader: impl std::io::Read,
-        now: DateTime<Utc>,
-    ) -> Result<DeliveryImportSummary> {
-        let mut csv = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(reader);
-        let columns = CsvColumns::from_headers(csv.headers().map_err(|e| csv_error(0, e))?)?;
-        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
-        let mut summary = DeliveryImportSummary::default();
-        let mut deliveries: HashMap<String, i64> = HashMap::new();
-        let mut chunk = Vec::with_capacity(CSV_CHUNK);
-        for (n, record) in csv.records().enumerate() {
-            let line = n as u64 + 2;
-            let record = record.map_err(|e| csv_error(line, e))?;
-            chunk.push(columns.parse(&record, line, now)?);
-            if chunk.len() == CSV_CHUNK {
-                summary.rows += insert_logs(&mut tx, &chunk, &mut deliveries, Insert::New).await?;
-                chunk.clear();
-            }
-        }
-        summary.rows += insert_logs(&mut tx, &chunk, &mut deliveries, Insert::New).await?;
-        summary.deliveries = deliveries.len() as u64;
-        tx.commit().await.ctx("committing the deliveries import")?;
-        Ok(summary)
     }
 }
 
@@ -466,75 +406,4 @@ async fn purge(conn: &mut PgConnection, sql: &str, days: i64, now: DateTime<Utc>
         .await
         .ctx("purging old rows")?;
     Ok(done.rows_affected())
-}
-
-fn csv_error(line: u64, e: csv::Error) -> StoreError {
-    StoreError::Csv {
-        line,
-        message: e.to_string(),
-    }
-}
-
-struct CsvColumns {
-    message_id: usize,
-    address: usize,
-    delivery: Option<usize>,
-    profile_id: Option<usize>,
-    tracking_id: Option<usize>,
-    sent_at: Option<usize>,
-}
-
-impl CsvColumns {
-    fn from_headers(h: &csv::StringRecord) -> Result<Self> {
-        let find = |name: &str| h.iter().position(|c| c.eq_ignore_ascii_case(name));
-        let required = |name: &str| {
-            find(name).ok_or_else(|| StoreError::Csv {
-                line: 1,
-                message: format!("the header row has no {name:?} column"),
-            })
-        };
-        Ok(Self {
-            message_id: required("message_id")?,
-            address: required("address")?,
-            delivery: find("delivery"),
-            profile_id: find("profile_id"),
-            tracking_id: find("tracking_id"),
-            sent_at: find("sent_at"),
-        })
-    }
-
-    fn parse(
-        &self,
-        rec: &csv::StringRecord,
-        line: u64,
-        now: DateTime<Utc>,
-    ) -> Result<DeliveryRecord> {
-        let field = |i: Option<usize>| {
-            i.and_then(|i| rec.get(i))
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let bad = |message: String| StoreError::Csv { line, message };
-        let raw_address = field(Some(self.address)).ok_or_else(|| bad("empty address".into()))?;
-        let address = raw_address
-            .parse::<EmailAddress>()
-            .map_err(|e| bad(e.to_string()))?
-            .key();
-        let sent_at = match field(self.sent_at) {
-            None => now,
-            Some(s) => DateTime::parse_from_rfc3339(&s)
-                .map_err(|e| bad(format!("sent_at {s:?} is not an RFC 3339 time: {e}")))?
-                .with_timezone(&Utc),
-        };
-        Ok(DeliveryRecord {
-            message_id: field(Some(self.message_id))
-                .map(|m| normalise_message_id(&m))
-                .filter(|m| !m.is_empty()),
-            address,
-            delivery: field(self.delivery),
-            profile_id: field(self.profile_id),
-            tracking_id: field(self.tracking_id),
-            sent_at,
-        })
-    }
 }

@@ -8,10 +8,12 @@
 //! and rule hit counts with one `unnest` statement each.
 
 use super::queue::{self, QueueEntry};
-use super::state::{self, AddressRow, AddressStatus, Failure, RetryPolicy};
-use super::verp::verify_verp_token;
-use super::{Result, SqlContext, Store, StoreError};
+use super::{is_deadlock, Result, SqlContext, Store, StoreError};
 use crate::analysis::{Analysis, RecipientReport};
+use crate::domain::correlation::{self, CorrelatedBy};
+use crate::domain::normalise::{domain_of, kept_text};
+use crate::domain::retry::{self, RetryPolicy};
+use crate::domain::state::{self, AddressRow, AddressStatus, Failure, NotCounted};
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::Verdict;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,9 +23,6 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-/// Longest diagnostic text kept in a row; the rest only bloats the tables.
-const MAX_TEXT: usize = 2000;
 
 /// One analysed message with one verdict per recipient (same order).
 #[derive(Debug, Clone)]
@@ -52,27 +51,6 @@ impl BounceInput {
     }
 }
 
-/// How a recipient was tied to a delivery log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CorrelatedBy {
-    TrackingId,
-    MessageId,
-    Verp,
-    None,
-}
-
-impl CorrelatedBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TrackingId => "tracking_id",
-            Self::MessageId => "message_id",
-            Self::Verp => "verp",
-            Self::None => "none",
-        }
-    }
-}
-
 /// How a failure reached inmail, as `delivery_logs.failure_mode` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum FailureMode {
@@ -88,40 +66,6 @@ impl FailureMode {
         match self {
             Self::Async => "async",
             Self::Sync => "sync",
-        }
-    }
-}
-
-/// Why a recipient's failure did not count against its address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotCounted {
-    /// The message was processed before.
-    Duplicate,
-    /// Ignored (auto-reply, delay) or no failure at all.
-    NotAFailure,
-    /// Not tied to any delivery to this address (possibly forged).
-    Uncorrelated,
-    /// The sending side is at fault; counted per domain instead.
-    SenderSide,
-    Allowlisted,
-    Denylisted,
-    AlreadyQuarantined,
-    /// A soft error within the minimum interval after the last counted one.
-    WithinInterval,
-}
-
-impl NotCounted {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Duplicate => "duplicate",
-            Self::NotAFailure => "not_a_failure",
-            Self::Uncorrelated => "uncorrelated",
-            Self::SenderSide => "sender_side",
-            Self::Allowlisted => "allowlisted",
-            Self::Denylisted => "denylisted",
-            Self::AlreadyQuarantined => "already_quarantined",
-            Self::WithinInterval => "within_interval",
         }
     }
 }
@@ -164,12 +108,7 @@ struct Item<'a> {
 
 impl Item<'_> {
     fn text(&self) -> Option<&str> {
-        self.report
-            .diagnostic
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| clip(t, MAX_TEXT))
+        kept_text(self.report.diagnostic.as_deref())
     }
 }
 
@@ -415,10 +354,7 @@ impl Store {
             // still holds the message, so neither a failure nor a retry.
             let delay_warning = item.report.hint == Some(Category::Delayed);
             // Never retried: an address the sender must not mail now.
-            let excluded = matches!(
-                row.status,
-                AddressStatus::Quarantined | AddressStatus::Denylisted
-            );
+            let excluded = row.status.excluded();
             if let Some(link) = link.as_ref().filter(|_| !delay_warning) {
                 next_retry_at = w.record_delivery_failure(link, v, item.text(), excluded, now);
             }
@@ -516,21 +452,8 @@ impl Store {
             }
             idx.push(i);
             addr.push(item.key.clone());
-            tid.push(
-                original
-                    .tracking_id
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            );
-            mid.push(
-                original
-                    .message_id
-                    .as_deref()
-                    .map(normalise_message_id)
-                    .filter(|m| !m.is_empty()),
-            );
+            tid.push(correlation::tracking_key(original.tracking_id.as_deref()));
+            mid.push(correlation::message_id_key(original.message_id.as_deref()));
             verp.push(verp_ok);
         }
         if idx.is_empty() {
@@ -574,18 +497,17 @@ impl Store {
         })
     }
 
-    /// A VERP recipient correlates only with a valid signature: an unsigned
-    /// VERP address is trivially forged.
     fn verp_correlates(&self, item: &Item<'_>) -> bool {
         let original = &item.input.analysis.original;
-        let (Some(secret), Some(recipient), Some(token)) = (
-            &self.settings.verp_secret,
-            &original.verp_recipient,
-            &original.verp_token,
-        ) else {
-            return false;
-        };
-        recipient.key() == item.key && verify_verp_token(secret.expose_secret(), &item.key, token)
+        correlation::verp_correlates(
+            self.settings
+                .verp_secret
+                .as_ref()
+                .map(|s| s.expose_secret()),
+            original.verp_recipient.as_ref(),
+            original.verp_token.as_deref(),
+            &item.key,
+        )
     }
 }
 
@@ -636,9 +558,7 @@ impl Writes {
         excluded: bool,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        if !matches!(v.bounce_type, BounceType::Hard | BounceType::Soft)
-            || v.category == Category::SpamComplaint
-        {
+        if !retry::fails_delivery(v) {
             return None;
         }
         // A second bounce for the same log in this batch continues from the first.
@@ -646,20 +566,17 @@ impl Writes {
             .logs
             .get(&link.id)
             .map_or(link.retry_count, |u| u.retry_count);
-        let next = (v.bounce_type == BounceType::Soft && !excluded)
-            .then(|| link.policy.next_retry(done, link.sent_at, now))
-            .flatten();
-        let retry_count = if next.is_some() { done + 1 } else { done };
+        let d = retry::after_failure(&link.policy, v, done, link.sent_at, excluded, now);
         self.logs.insert(
             link.id,
             LogUpdate {
                 verdict: v.clone(),
                 text: text.map(str::to_owned),
-                retry_count,
-                next_retry_at: next,
+                retry_count: d.retry_count,
+                next_retry_at: d.next_retry_at,
             },
         );
-        next
+        d.next_retry_at
     }
 
     async fn flush(self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<()> {
@@ -1036,41 +953,6 @@ pub(crate) async fn insert_events(
     .await
     .ctx("recording bounce events")?;
     Ok(())
-}
-
-/// Message-IDs are stored and compared without angle brackets.
-pub(crate) fn normalise_message_id(id: &str) -> String {
-    id.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        .to_owned()
-}
-
-pub(crate) fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
-}
-
-/// The longest prefix of `s` of at most `max` bytes ending on a char boundary.
-pub(crate) fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-pub(crate) fn is_deadlock(e: &StoreError) -> bool {
-    match e {
-        StoreError::Sqlx {
-            cause: sqlx::Error::Database(db),
-            ..
-        } => db.code().as_deref() == Some("40P01"),
-        _ => false,
-    }
 }
 
 /// A bounce's texts going into the database made storable (see

@@ -4,8 +4,8 @@
 
 use super::admin::{AddressEvent, AddressInfo};
 use super::apply::address_from_row;
-use super::state::AddressRow;
 use super::{Result, SqlContext, Store, StoreError};
+use crate::domain::state::AddressRow;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Row};
 

@@ -6,8 +6,7 @@
 //! the same address is a retry of the earlier one: it ends the earlier log's
 //! schedule and carries it on (retries done, first send time).
 
-use super::apply::is_deadlock;
-use super::{Result, SqlContext, Store, StoreError};
+use super::{is_deadlock, Result, SqlContext, Store, StoreError};
 use crate::model::{BounceType, Reason};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

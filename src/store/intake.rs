@@ -471,7 +471,7 @@ impl Store {
         max_attempts: i32,
         backoff: Backoff,
     ) -> Result<FailureSummary> {
-        let error = super::storable(super::apply::clip(error, 2000));
+        let error = super::storable(crate::domain::normalise::clip(error, 2000));
         let rows = sqlx::query(
             "UPDATE intake SET
                  attempts = attempts + 1,

@@ -1,5 +1,8 @@
 //! The PostgreSQL store: everything a qualified bounce changes lives here, and
-//! this is the only module that speaks SQL.
+//! this is the only module that speaks SQL. What a change means (the address
+//! state machine, correlation, the retry schedule, the shape of a queued
+//! text) is decided in [`crate::domain`]; the store reads and locks the
+//! rows, calls it, and writes the result back.
 //!
 //! Queries are checked at run time (`sqlx::query` with binds) so that building
 //! the crate never needs a live database. Every function that depends on the
@@ -16,16 +19,14 @@ mod deliveries;
 mod intake;
 mod queue;
 mod rules;
-mod state;
 mod storable;
 mod sync;
-mod verp;
 
 pub use admin::{
-    AddressEvent, AddressInfo, AddressSummary, CleanupSummary, DeliveryImportSummary, DomainCount,
-    ManualChange, Report, ReportRow,
+    AddressEvent, AddressInfo, AddressSummary, CleanupSummary, DomainCount, ManualChange, Report,
+    ReportRow,
 };
-pub use apply::{BounceInput, CorrelatedBy, NotCounted, RecipientOutcome};
+pub use apply::{BounceInput, RecipientOutcome};
 pub use check::ExcludedRow;
 pub use deliveries::{DeliveryRecord, DeliveryRegistration, DueRetry};
 pub use intake::{
@@ -33,15 +34,12 @@ pub use intake::{
     FailureSummary, IntakeCounts, IntakeInsert, IntakeRow, IntakeStatus, MailboxLease, NewIntake,
     Truncated,
 };
-pub use queue::{
-    category_for_reason, normalise_diagnostic, pattern_from_normalised, Qualification,
-    QualificationStatus, RequalifySummary,
-};
+pub use queue::{Qualification, QualificationStatus, RequalifySummary};
 pub use rules::{RuleChanges, RuleImportSummary, StoredRule, RULES_CHANNEL};
-pub use state::AddressStatus;
 pub use storable::storable;
 pub use sync::{SyncFailureInput, SyncFailureResult};
-pub use verp::{verify_verp_token, verp_token};
+// The domain values the store's results are made of.
+pub use crate::domain::{AddressStatus, CorrelatedBy, NotCounted};
 
 use crate::config::{
     mask_url_password, DatabaseSettings, QuarantineSettings, RetrySettings, Settings,
@@ -82,8 +80,6 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("invalid input: {0}")]
     Input(String),
-    #[error("deliveries CSV, line {line}: {message}")]
-    Csv { line: u64, message: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -98,13 +94,25 @@ impl<T> SqlContext<T> for std::result::Result<T, sqlx::Error> {
     }
 }
 
+/// A deadlock (which the lock ordering should prevent): the transaction may
+/// be retried rather than the error surfaced.
+pub(crate) fn is_deadlock(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlx {
+            cause: sqlx::Error::Database(db),
+            ..
+        } => db.code().as_deref() == Some("40P01"),
+        _ => false,
+    }
+}
+
 /// The settings the store acts on: the subset of [`Settings`] that decides
 /// what a bounce changes.
 #[derive(Debug, Clone, Default)]
 pub struct StoreSettings {
     pub quarantine: QuarantineSettings,
     pub retry: RetrySettings,
-    /// HMAC key of signed VERP tokens (see [`verp_token`]).
+    /// HMAC key of signed VERP tokens (see [`crate::domain::verp_token`]).
     pub verp_secret: Option<SecretString>,
     /// Count bounces that cannot be tied to a delivery log.
     pub count_uncorrelated: bool,

@@ -1,21 +1,16 @@
-//! The "to qualify" queue: bounce texts no rule explained, collapsed by shape.
-//!
-//! [`normalise_diagnostic`] masks what varies between two bounces of the same
-//! kind (addresses, ids, numbers, dates, hosts) so that one row stands for
-//! all of them; keeping a row turns its normalised text back into a rule.
+//! The "to qualify" queue: bounce texts no rule explained, collapsed by
+//! shape ([`normalise_diagnostic`]).
 
-use super::apply::clip;
 use super::{Result, SqlContext, Store, StoreError};
+use crate::domain::normalise::{clip, normalise_diagnostic, rule_from_qualification};
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::Rule;
 use chrono::{DateTime, Utc};
-use regex::Regex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 /// First text of a row is kept up to this many bytes.
 const MAX_FIRST_TEXT: usize = 2000;
@@ -124,134 +119,6 @@ pub(crate) async fn upsert(
     Ok(())
 }
 
-struct Mask {
-    re: Regex,
-    token: &'static str,
-    /// What the token becomes in a rule pattern.
-    pattern: &'static str,
-    /// Matches for which this returns true are left as they are.
-    keep: fn(&str) -> bool,
-}
-
-fn mask(re: &str, token: &'static str, pattern: &'static str, keep: fn(&str) -> bool) -> Mask {
-    Mask {
-        re: Regex::new(re).expect("mask regexes are constant and tested"),
-        token,
-        pattern,
-        keep,
-    }
-}
-
-fn never(_: &str) -> bool {
-    false
-}
-
-/// Identifiers mix letters and digits; plain words and plain numbers are not ids.
-fn not_an_id(s: &str) -> bool {
-    !(s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic()))
-}
-
-/// Enhanced status codes and SMTP reply codes say what the bounce is.
-fn is_code(s: &str) -> bool {
-    let b = s.as_bytes();
-    s.contains('.')
-        || b.len() == 3
-            && matches!(b[0], b'2' | b'4' | b'5')
-            && (b'0'..=b'5').contains(&b[1])
-            && b[2].is_ascii_digit()
-}
-
-/// Applied in order to lowercased text: the specific shapes first so that,
-/// for example, an IP address is not masked one number at a time.
-static MASKS: LazyLock<Vec<Mask>> = LazyLock::new(|| {
-    vec![
-        mask(
-            r"<?[a-z0-9._%+=/!#$&'*^`{|}~-]+@(?:[a-z0-9-]+\.)+[a-z0-9-]{2,}>?|<?[a-z0-9._%+=-]+@\[[0-9a-f:.]+\]>?",
-            "<addr>",
-            r"\S+@\S+",
-            never,
-        ),
-        mask(r"\bhttps?://\S+", "<url>", r"\S+", never),
-        mask(
-            r"\b(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+\d{1,2}\s+[a-z]{3}[a-z]*\s+\d{4}|\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:\s?z|\s?[+-]\d{2}:?\d{2})?)?|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\s+\d{4}",
-            "<date>",
-            ".*?",
-            never,
-        ),
-        mask(
-            r"\b\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:\s*[+-]\d{4})?(?:\s*\([a-z]+\))?",
-            "<time>",
-            ".*?",
-            never,
-        ),
-        mask(r"\[?\b\d{1,3}(?:\.\d{1,3}){3}\b\]?", "<ip>", r"\S+", never),
-        mask(
-            r"\[?\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\b\]?",
-            "<ip>",
-            r"\S+",
-            never,
-        ),
-        // Host names carrying digits (mx12.mail.example.net) vary per node.
-        mask(
-            r"\b[a-z0-9-]*\d[a-z0-9-]*(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b",
-            "<host>",
-            r"\S+",
-            never,
-        ),
-        mask(r"\b[a-z0-9_-]{6,}\b", "<id>", r"\S+", not_an_id),
-        mask(r"\b[245]\.\d{1,3}\.\d{1,3}\b|\d+", "<n>", r"\d+", is_code),
-    ]
-});
-
-/// The shape of a bounce text: lowercased, whitespace collapsed, with
-/// addresses, URLs, dates, times, IPs, hosts with digits, ids and numbers
-/// replaced by `<addr>`, `<url>`, `<date>`, `<time>`, `<ip>`, `<host>`,
-/// `<id>` and `<n>`. SMTP reply codes and enhanced status codes are kept:
-/// they are what tells two shapes apart.
-pub fn normalise_diagnostic(text: &str) -> String {
-    let mut s = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    for m in MASKS.iter() {
-        s =
-            m.re.replace_all(&s, |c: &regex::Captures<'_>| {
-                if (m.keep)(&c[0]) {
-                    c[0].to_owned()
-                } else {
-                    m.token.to_owned()
-                }
-            })
-            .into_owned();
-    }
-    s
-}
-
-/// A case-insensitive rule pattern matching every text of the same shape:
-/// the normalised text escaped, masks widened back, spaces made flexible.
-pub fn pattern_from_normalised(normalised: &str) -> String {
-    let mut out = regex::escape(normalised);
-    out = out.replace(' ', r"\s+");
-    for m in MASKS.iter() {
-        out = out.replace(m.token, m.pattern);
-    }
-    out
-}
-
-/// The category a kept qualification gets when the operator names none.
-pub fn category_for_reason(reason: Reason) -> Category {
-    match reason {
-        Reason::UserUnknown => Category::UserUnknown,
-        Reason::MailboxFull => Category::MailboxFull,
-        Reason::InvalidDomain => Category::InvalidDomain,
-        Reason::AccountDisabled => Category::AccountDisabled,
-        Reason::Refused => Category::PolicyViolation,
-        Reason::Unreachable => Category::SystemError,
-        Reason::NotDefined => Category::Undefined,
-    }
-}
-
 fn qualification_from_row(r: &PgRow) -> Result<Qualification> {
     let get = |e| StoreError::Sqlx {
         context: "reading a qualification",
@@ -310,16 +177,7 @@ impl Store {
             what: "qualification",
             id: id.to_string(),
         })?;
-        let rule = Rule {
-            id: format!("q{id}"),
-            pattern: pattern_from_normalised(&normalised),
-            bounce_type,
-            reason,
-            category: category.unwrap_or_else(|| category_for_reason(reason)),
-            priority: 50,
-            domain: None,
-            source: Some(format!("an operator's verdict on queued text #{id}")),
-        };
+        let rule = rule_from_qualification(id, &normalised, bounce_type, reason, category);
         super::rules::insert_rule_in(&mut tx, &rule, "qualification").await?;
         sqlx::query(
             "UPDATE message_qualifications SET status = 'keep', bounce_type = $2, reason = $3, category = $4, rule_id = $5

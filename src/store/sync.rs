@@ -5,11 +5,11 @@
 //! same; only idempotence differs: by the sender's id instead of a message
 //! hash.
 
-use super::apply::{is_deadlock, BounceInput, FailureMode, RecipientOutcome};
+use super::apply::{BounceInput, FailureMode, RecipientOutcome};
 use super::deliveries::{insert_logs, DeliveryRecord, Insert};
-use super::state::AddressStatus;
-use super::{Result, SqlContext, Store, StoreError};
+use super::{is_deadlock, Result, SqlContext, Store, StoreError};
 use crate::analysis::{Analysis, RecipientReport};
+use crate::domain::AddressStatus;
 use crate::model::{BounceType, Category, MessageKind, Reason};
 use crate::rules::Verdict;
 use chrono::{DateTime, Utc};

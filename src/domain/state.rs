@@ -1,9 +1,8 @@
-//! The address state machine and the retry schedule, as pure functions over
-//! rows already read (and locked) by the caller: the SQL around them stays
-//! dumb and the rules are unit-testable without a database.
+//! The address state machine, as pure functions over rows already read (and
+//! locked) by the store: the SQL around them stays dumb and the rules are
+//! unit-testable without a database.
 
-use super::apply::NotCounted;
-use crate::config::{QuarantineSettings, RetrySettings};
+use crate::config::QuarantineSettings;
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::Verdict;
 use chrono::{DateTime, Duration, Utc};
@@ -33,6 +32,14 @@ impl AddressStatus {
     }
 }
 
+impl AddressStatus {
+    /// An address the sender must not mail now: never retried, and refused
+    /// by the send-time check.
+    pub fn excluded(self) -> bool {
+        matches!(self, Self::Quarantined | Self::Denylisted)
+    }
+}
+
 impl FromStr for AddressStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -50,6 +57,40 @@ impl FromStr for AddressStatus {
 impl fmt::Display for AddressStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a recipient's failure did not count against its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotCounted {
+    /// The message was processed before.
+    Duplicate,
+    /// Ignored (auto-reply, delay) or no failure at all.
+    NotAFailure,
+    /// Not tied to any delivery to this address (possibly forged).
+    Uncorrelated,
+    /// The sending side is at fault; counted per domain instead.
+    SenderSide,
+    Allowlisted,
+    Denylisted,
+    AlreadyQuarantined,
+    /// A soft error within the minimum interval after the last counted one.
+    WithinInterval,
+}
+
+impl NotCounted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::NotAFailure => "not_a_failure",
+            Self::Uncorrelated => "uncorrelated",
+            Self::SenderSide => "sender_side",
+            Self::Allowlisted => "allowlisted",
+            Self::Denylisted => "denylisted",
+            Self::AlreadyQuarantined => "already_quarantined",
+            Self::WithinInterval => "within_interval",
+        }
     }
 }
 
@@ -168,6 +209,43 @@ pub(crate) fn apply_failure(
     }
 }
 
+/// Whether an operator may set `status` by hand: `erroneous` is only ever
+/// reached by counting failures.
+pub(crate) fn settable_by_hand(status: AddressStatus) -> Result<(), String> {
+    if status == AddressStatus::Erroneous {
+        return Err(
+            "cannot set status erroneous by hand: use valid, quarantined, denylisted or allowlisted"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Sets a status by hand (one [`settable_by_hand`]): `valid` lifts any
+/// quarantine or list status with a zero counter; `quarantined` and
+/// `denylisted` start now with no automatic release; `allowlisted` stops
+/// every failure from counting. `reason` becomes the last reason.
+pub(crate) fn set_by_hand(
+    row: &mut AddressRow,
+    status: AddressStatus,
+    reason: Option<Reason>,
+    now: DateTime<Utc>,
+) {
+    row.status = status;
+    row.release_at = None;
+    match status {
+        AddressStatus::Valid => {
+            row.error_count = 0;
+            row.quarantined_at = None;
+        }
+        AddressStatus::Allowlisted => row.quarantined_at = None,
+        _ => row.quarantined_at = Some(now),
+    }
+    if let Some(reason) = reason {
+        row.last_reason = Some(reason.as_str().to_owned());
+    }
+}
+
 /// A counter whose last counted error is older than the reset period starts
 /// again from zero; `cleanup` does the same in bulk for quiet addresses.
 pub(crate) fn expire_counter(row: &mut AddressRow, now: DateTime<Utc>, q: &QuarantineSettings) {
@@ -207,56 +285,6 @@ fn quarantine(row: &mut AddressRow, reason: Reason, now: DateTime<Utc>, q: &Quar
         (reason == Reason::MailboxFull).then(|| now + Duration::days(q.mailbox_full_release_days));
 }
 
-/// The retry policy of one delivery: the [retry] settings with the
-/// delivery's own overrides applied.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RetryPolicy {
-    pub validity: Duration,
-    pub quick_retries: i32,
-    pub quick_interval: Duration,
-    pub daily_retries: i32,
-}
-
-impl RetryPolicy {
-    pub fn new(
-        r: &RetrySettings,
-        validity_secs: Option<i64>,
-        quick_retries: Option<i32>,
-        quick_interval_secs: Option<i64>,
-        daily_retries: Option<i32>,
-    ) -> Self {
-        Self {
-            validity: validity_secs.map_or(Duration::days(r.validity_days), Duration::seconds),
-            quick_retries: quick_retries.unwrap_or(r.quick_retries),
-            quick_interval: quick_interval_secs.map_or(
-                Duration::minutes(r.quick_interval_minutes),
-                Duration::seconds,
-            ),
-            daily_retries: daily_retries.unwrap_or(r.daily_retries),
-        }
-    }
-
-    /// When the `retries_done + 1`-th retry of a delivery sent at `sent_at`
-    /// is due, or `None` when the schedule is exhausted or the delivery's
-    /// validity would be over by then.
-    pub fn next_retry(
-        &self,
-        retries_done: i32,
-        sent_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        let expires = sent_at + self.validity;
-        let wait = if retries_done < self.quick_retries {
-            self.quick_interval
-        } else if retries_done < self.quick_retries.saturating_add(self.daily_retries) {
-            Duration::days(1)
-        } else {
-            return None;
-        };
-        Some(now + wait).filter(|at| *at <= expires)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,14 +294,22 @@ mod tests {
     }
 
     #[test]
-    fn retry_schedule_quick_then_daily_then_stops() {
-        let p = RetryPolicy::new(&RetrySettings::default(), None, None, None, None);
-        let sent = at(0);
-        assert_eq!(p.next_retry(0, sent, at(1)), Some(at(2)));
-        assert_eq!(p.next_retry(4, sent, at(5)), Some(at(6)));
-        assert_eq!(p.next_retry(5, sent, at(6)), Some(at(30)));
-        assert_eq!(p.next_retry(9, sent, at(90)), None);
-        // past the validity (5 days by default)
-        assert_eq!(p.next_retry(6, sent, at(24 * 5)), None);
+    fn erroneous_cannot_be_set_by_hand_and_valid_clears_the_counter() {
+        assert!(settable_by_hand(AddressStatus::Erroneous).is_err());
+        let mut row = AddressRow::fresh();
+        set_by_hand(
+            &mut row,
+            AddressStatus::Quarantined,
+            Some(Reason::Refused),
+            at(0),
+        );
+        assert_eq!(row.status, AddressStatus::Quarantined);
+        assert_eq!(row.quarantined_at, Some(at(0)));
+        assert_eq!(row.last_reason.as_deref(), Some("refused"));
+        row.error_count = 3;
+        set_by_hand(&mut row, AddressStatus::Valid, None, at(1));
+        assert_eq!((row.status, row.error_count), (AddressStatus::Valid, 0));
+        assert_eq!(row.quarantined_at, None);
+        assert!(AddressStatus::Denylisted.excluded() && !AddressStatus::Allowlisted.excluded());
     }
 }
