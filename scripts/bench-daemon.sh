@@ -6,6 +6,8 @@
 #
 #   scripts/bench-daemon.sh                  # N=100000, WORKERS="1 2 4", BATCH=500
 #   N=20000 WORKERS="1 2" scripts/bench-daemon.sh
+#   BINS="old/inmail target/release/inmail" scripts/bench-daemon.sh
+#                                            # two builds, alternated per worker count
 # Logs (one JSON line per recipient, level info) go to a file, as in production.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ base=${DATABASE_URL%/*}
 bench_url="$base/inmail_bench_daemon"
 
 cargo build --release --quiet --bin inmail --example gen_bounces
-inmail="$TARGET_DIR/release/inmail"
+BINS=${BINS:-$TARGET_DIR/release/inmail}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$TARGET_DIR/release/examples/gen_bounces" "$work/corpus" "$N" 2>/dev/null
@@ -32,6 +34,7 @@ rules=config/rules.toml
 [ -f "$rules" ] || rules=tests/fixtures/rules.toml
 results=()
 for w in $WORKERS; do
+for inmail in $BINS; do
     _pg_psql "$base/postgres" -qc 'drop database if exists inmail_bench_daemon with (force)' \
         -c 'create database inmail_bench_daemon' >/dev/null
     export INMAIL__DATABASE__URL="$bench_url"
@@ -66,9 +69,10 @@ TOML
     done_rows=$(_pg_psql "$bench_url" -Atqc "select count(*) from intake where status = 'done'")
     events=$(_pg_psql "$bench_url" -Atqc "select count(*) from bounce_events where delivery_log_id is not null")
     left=$(find "$work/run/maildir/new" -type f | wc -l)
-    line="workers=$w batch=$BATCH: $N messages in ${secs}s = $rate msgs/s, peak RSS $((rss_kb / 1024)) MiB ($done_rows done, $events correlated events, $left left in new/, $(wc -l <"$work/run/log.jsonl") log lines)"
+    line="$inmail workers=$w batch=$BATCH: $N messages in ${secs}s = $rate msgs/s, peak RSS $((rss_kb / 1024)) MiB ($done_rows done, $events correlated events, $left left in new/, $(wc -l <"$work/run/log.jsonl") log lines)"
     echo "$line"
     results+=("$line")
+done
 done
 echo
 printf '%s\n' "${results[@]}"
