@@ -24,6 +24,7 @@ pub(crate) struct LineStartPhrases {
     screen: Screen,
     /// Bytes that may stand before the phrase on its line.
     decoration: [bool; 256],
+    plain: regex::Regex,
 }
 
 impl LineStartPhrases {
@@ -38,7 +39,16 @@ impl LineStartPhrases {
             .configure(Regex::config().nfa_size_limit(Some(1 << 20)))
             .build_from_hir(&any_ascii_case(&hir))
             .map_err(|e| e.to_string())?;
+        let class: String = (0u8..128)
+            .filter(|&b| b != b'\n' && decoration(b))
+            .map(|b| format!("\\x{b:02x}"))
+            .collect();
+        let plain = regex::RegexBuilder::new(&format!("(?m)^[{class}]*?({lower})"))
+            .dfa_size_limit(8 << 20)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
+            plain,
             regex,
             screen: Screen::new(&hir),
             decoration: std::array::from_fn(|b| u8::try_from(b).is_ok_and(decoration)),
@@ -49,6 +59,13 @@ impl LineStartPhrases {
     /// decoration, as `(start, end)`: the first match of the lowercase
     /// pattern in the lowercased text that passes that test.
     pub(crate) fn find(&self, text: &str) -> Option<(usize, usize)> {
+        static PLAIN: std::sync::LazyLock<bool> =
+            std::sync::LazyLock::new(|| std::env::var_os("INMAIL_MARKER_PLAIN").is_some());
+        if *PLAIN {
+            let lower = super::ascii_lower(text);
+            let m = self.plain.captures(&lower)?.get(1)?;
+            return Some((m.start(), m.end()));
+        }
         let b = text.as_bytes();
         let mut line = 0;
         loop {

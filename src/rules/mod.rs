@@ -194,7 +194,26 @@ pub struct RuleSet {
     set: std::sync::OnceLock<Option<RegexSet>>,
     /// Answers for ASCII texts without the set's costly overlapping search.
     prefilter: Option<prefilter::Prefilter>,
+    plain: Vec<std::sync::OnceLock<Option<regex::Regex>>>,
     delays: DelayWarnings,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BenchEngine {
+    Prefilter,
+    Set,
+    Ordered,
+    Gated,
+}
+
+fn bench_engine() -> BenchEngine {
+    static E: std::sync::OnceLock<BenchEngine> = std::sync::OnceLock::new();
+    *E.get_or_init(|| match std::env::var("INMAIL_RULES_ENGINE").as_deref() {
+        Ok("set") => BenchEngine::Set,
+        Ok("ordered") => BenchEngine::Ordered,
+        Ok("gated") => BenchEngine::Gated,
+        _ => BenchEngine::Prefilter,
+    })
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -251,6 +270,7 @@ impl RuleSet {
             rules,
             patterns,
             set: std::sync::OnceLock::new(),
+            plain: hirs.iter().map(|_| std::sync::OnceLock::new()).collect(),
             prefilter,
             delays: DelayWarnings::default(),
         })
@@ -318,6 +338,30 @@ impl RuleSet {
                 .as_deref()
                 .is_none_or(|d| domain_in_scope(domain, d))
         };
+        match bench_engine() {
+            BenchEngine::Prefilter => {}
+            BenchEngine::Set => {
+                return self
+                    .set()?
+                    .matches(text)
+                    .into_iter()
+                    .map(|i| &self.rules[i])
+                    .find(|r| in_scope(r));
+            }
+            BenchEngine::Ordered => {
+                return (0..self.rules.len())
+                    .find(|&i| in_scope(&self.rules[i]) && self.plain(i).is_some_and(|r| r.is_match(text)))
+                    .map(|i| &self.rules[i]);
+            }
+            BenchEngine::Gated => {
+                if !self.set()?.is_match(text) {
+                    return None;
+                }
+                return (0..self.rules.len())
+                    .find(|&i| in_scope(&self.rules[i]) && self.plain(i).is_some_and(|r| r.is_match(text)))
+                    .map(|i| &self.rules[i]);
+            }
+        }
         if let Some(found) = self
             .prefilter
             .as_ref()
@@ -330,6 +374,18 @@ impl RuleSet {
             .into_iter()
             .map(|i| &self.rules[i])
             .find(|r| in_scope(r))
+    }
+
+    fn plain(&self, i: usize) -> Option<&regex::Regex> {
+        self.plain[i]
+            .get_or_init(|| {
+                regex::RegexBuilder::new(&self.patterns[i])
+                    .case_insensitive(true)
+                    .size_limit(1 << 20)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
     }
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
