@@ -41,6 +41,7 @@ styles=(
     "dot-star-around" '.*mailbox.*frozen.*'
     "inline-flag" '(?i)MAILBOX (?:IS )?FROZEN'
     "unicode-classes" '\bmail\p{L}*\W+(?:is\W+)?frozen\b'
+    "leading-class" '\p{L}+box\s+(?:is\s+)?frozen'
     "word-classes" '\w+box\s+(?:\w+\s+)?frozen'
     "no-literal-prefix" '\d{3}[\s\S]{0,40}\bfrozen\b'
 )
@@ -60,17 +61,24 @@ python3 - "$RUNS" "${specs[@]}" <<'PY'
 import os, shlex, statistics, subprocess, sys, time
 runs = int(sys.argv[1])
 variants = [(s.split("|", 1)[0], shlex.split(s.split("|", 1)[1])) for s in sys.argv[2:]]
-times = {name: [] for name, _ in variants}
+wall = {name: [] for name, _ in variants}
+cpu = {name: [] for name, _ in variants}
 for name, cmd in variants:  # warm the page cache, check the rule compiles
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
 for r in range(runs):
     for name, cmd in variants if r % 2 == 0 else variants[::-1]:
-        t = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-        times[name].append(time.perf_counter() - t)
-base = statistics.median(times[variants[0][0]])
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall[name].append(time.perf_counter() - start)
+        if status != 0:
+            sys.exit(f"{name} failed")
+        cpu[name].append(usage.ru_utime + usage.ru_stime)
+base = statistics.median(wall[variants[0][0]])
+base_cpu = statistics.median(cpu[variants[0][0]])
 for name, _ in variants:
-    t = sorted(times[name])
-    m = statistics.median(t)
-    print(f"{name:18} median {m:.3f} s (range {t[0]:.3f}-{t[-1]:.3f})  {m / base:.2f}x the phrase")
+    t = sorted(wall[name])
+    m, c = statistics.median(t), statistics.median(cpu[name])
+    print(f"{name:18} median {m:.3f} s wall (range {t[0]:.3f}-{t[-1]:.3f}), {c:.3f} s CPU: "
+          f"{m / base:.2f}x the phrase ({c / base_cpu:.2f}x in CPU time)")
 PY

@@ -194,26 +194,7 @@ pub struct RuleSet {
     set: std::sync::OnceLock<Option<RegexSet>>,
     /// Answers for ASCII texts without the set's costly overlapping search.
     prefilter: Option<prefilter::Prefilter>,
-    plain: Vec<std::sync::OnceLock<Option<regex::Regex>>>,
     delays: DelayWarnings,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BenchEngine {
-    Prefilter,
-    Set,
-    Ordered,
-    Gated,
-}
-
-fn bench_engine() -> BenchEngine {
-    static E: std::sync::OnceLock<BenchEngine> = std::sync::OnceLock::new();
-    *E.get_or_init(|| match std::env::var("INMAIL_RULES_ENGINE").as_deref() {
-        Ok("set") => BenchEngine::Set,
-        Ok("ordered") => BenchEngine::Ordered,
-        Ok("gated") => BenchEngine::Gated,
-        _ => BenchEngine::Prefilter,
-    })
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -270,7 +251,6 @@ impl RuleSet {
             rules,
             patterns,
             set: std::sync::OnceLock::new(),
-            plain: hirs.iter().map(|_| std::sync::OnceLock::new()).collect(),
             prefilter,
             delays: DelayWarnings::default(),
         })
@@ -338,30 +318,6 @@ impl RuleSet {
                 .as_deref()
                 .is_none_or(|d| domain_in_scope(domain, d))
         };
-        match bench_engine() {
-            BenchEngine::Prefilter => {}
-            BenchEngine::Set => {
-                return self
-                    .set()?
-                    .matches(text)
-                    .into_iter()
-                    .map(|i| &self.rules[i])
-                    .find(|r| in_scope(r));
-            }
-            BenchEngine::Ordered => {
-                return (0..self.rules.len())
-                    .find(|&i| in_scope(&self.rules[i]) && self.plain(i).is_some_and(|r| r.is_match(text)))
-                    .map(|i| &self.rules[i]);
-            }
-            BenchEngine::Gated => {
-                if !self.set()?.is_match(text) {
-                    return None;
-                }
-                return (0..self.rules.len())
-                    .find(|&i| in_scope(&self.rules[i]) && self.plain(i).is_some_and(|r| r.is_match(text)))
-                    .map(|i| &self.rules[i]);
-            }
-        }
         if let Some(found) = self
             .prefilter
             .as_ref()
@@ -374,18 +330,6 @@ impl RuleSet {
             .into_iter()
             .map(|i| &self.rules[i])
             .find(|r| in_scope(r))
-    }
-
-    fn plain(&self, i: usize) -> Option<&regex::Regex> {
-        self.plain[i]
-            .get_or_init(|| {
-                regex::RegexBuilder::new(&self.patterns[i])
-                    .case_insensitive(true)
-                    .size_limit(1 << 20)
-                    .build()
-                    .ok()
-            })
-            .as_ref()
     }
 
     pub fn qualify(&self, r: &RecipientReport) -> Verdict {
@@ -710,32 +654,6 @@ pub(crate) fn ascii_word_boundaries(pattern: &str) -> String {
         }
     }
     out
-}
-
-/// `hir` rebuilt with each literal and class replaced by what `leaf` makes
-/// of it (captures dropped): the one walk behind the pattern rewrites that
-/// fold ASCII case.
-pub(crate) fn map_leaves(
-    hir: &regex_syntax::hir::Hir,
-    leaf: &impl Fn(&regex_syntax::hir::Hir) -> regex_syntax::hir::Hir,
-) -> regex_syntax::hir::Hir {
-    use regex_syntax::hir::{Hir, HirKind, Repetition};
-    match hir.kind() {
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(l) => Hir::look(*l),
-        HirKind::Literal(_) | HirKind::Class(_) => leaf(hir),
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(map_leaves(&r.sub, leaf)),
-        }),
-        HirKind::Capture(c) => map_leaves(&c.sub, leaf),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(|h| map_leaves(h, leaf)).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.iter().map(|h| map_leaves(h, leaf)).collect())
-        }
-    }
 }
 
 fn build_set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
