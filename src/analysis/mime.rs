@@ -9,10 +9,10 @@
 //! visits it, where `parse_mail` splits out every header of every part (a
 //! bounce's Received lines are most of its bytes) and builds each part's
 //! Content-Type parameters up front. `inmail qualify --json` over the
-//! shared corpus copied 20 times (6,840 messages) takes a median 219 ms
-//! this way and 306 ms with the same walk over `parse_mail` (1.4 times as
+//! shared corpus copied 20 times (6,840 messages) takes a median 195 ms
+//! this way and 266 ms with the same walk over `parse_mail` (1.4 times as
 //! long), with the same output. Measured with
-//! `scripts/bench-qualify.sh BIN "env INMAIL_MIME_MAILPARSE=1 BIN"`, 15
+//! `scripts/bench-qualify.sh BIN "env INMAIL_MIME_MAILPARSE=1 BIN"`, 21
 //! alternated runs, BIN being a release build of commit 47f1088, which has
 //! the mailparse walk. (The daemon end to end, `scripts/bench-daemon.sh`, is
 //! bounded by PostgreSQL and shows no difference.) mailparse still decodes

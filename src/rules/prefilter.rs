@@ -3,12 +3,12 @@
 //! by the tests below, and answers the texts the prefilter cannot).
 //!
 //! Why it is here: `inmail qualify --json` over the shared corpus copied 20
-//! times (6,840 messages) takes a median 219 ms with it, 455 ms with the
-//! plain set (2.1 times as long) and 315 ms with each rule's own regex tried
+//! times (6,840 messages) takes a median 195 ms with it, 451 ms with the
+//! plain set (2.3 times as long) and 280 ms with each rule's own regex tried
 //! in priority order (1.4 times); one message (`tests/fixtures/bounces/
-//! postfix.eml`) 18 ms, against 38 and 31. Measured with
+//! postfix.eml`) 28 ms, against 55 and 44. Measured with
 //! `scripts/bench-qualify.sh BIN "env INMAIL_RULES_ENGINE=set BIN"
-//! "env INMAIL_RULES_ENGINE=ordered BIN"`, 15 alternated runs, BIN being a
+//! "env INMAIL_RULES_ENGINE=ordered BIN"`, 21 alternated runs, BIN being a
 //! release build of commit 47f1088, which has the plain variants. (The
 //! daemon end to end, `scripts/bench-daemon.sh`, is bounded by PostgreSQL:
 //! 4,500 to 10,600 messages/s with 2 workers whichever the variant.) The set
