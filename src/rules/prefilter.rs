@@ -886,16 +886,12 @@ fn ascii_lowercase(hir: &Hir) -> Hir {
 
 /// `hir` rebuilt with each literal and class replaced by what `leaf` makes
 /// of it (captures dropped).
-fn map_leaves(
-    hir: &regex_syntax::hir::Hir,
-    leaf: &impl Fn(&regex_syntax::hir::Hir) -> regex_syntax::hir::Hir,
-) -> regex_syntax::hir::Hir {
-    use regex_syntax::hir::{Hir, HirKind, Repetition};
+fn map_leaves(hir: &Hir, leaf: &impl Fn(&Hir) -> Hir) -> Hir {
     match hir.kind() {
         HirKind::Empty => Hir::empty(),
         HirKind::Look(l) => Hir::look(*l),
         HirKind::Literal(_) | HirKind::Class(_) => leaf(hir),
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
             min: r.min,
             max: r.max,
             greedy: r.greedy,
