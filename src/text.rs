@@ -1,7 +1,7 @@
 //! Text helpers shared by the analysis and the rules, below both: compiling
 //! the project's own patterns, case-insensitive phrase search on ASCII-lowercased
-//! copies, line iteration, and the regex rewrites (`\\b` as an ASCII word
-//! boundary, a walk over a pattern's literals). Nothing here knows about mail.
+//! copies, line iteration, and the regex rewrites (`\b` as an ASCII word
+//! boundary). Nothing here knows about mail.
 
 /// Compiles one of the project's own patterns (analysis phrases, rules). A roomy lazy-DFA cache keeps the
 /// big case-insensitive alternations on the fast path once warm, and `\b` is
@@ -137,30 +137,4 @@ pub fn ascii_word_boundaries(pattern: &str) -> String {
         }
     }
     out
-}
-
-/// `hir` rebuilt with each literal and class replaced by what `leaf` makes
-/// of it (captures dropped): the one walk behind the pattern rewrites that
-/// fold ASCII case.
-pub fn map_leaves(
-    hir: &regex_syntax::hir::Hir,
-    leaf: &impl Fn(&regex_syntax::hir::Hir) -> regex_syntax::hir::Hir,
-) -> regex_syntax::hir::Hir {
-    use regex_syntax::hir::{Hir, HirKind, Repetition};
-    match hir.kind() {
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(l) => Hir::look(*l),
-        HirKind::Literal(_) | HirKind::Class(_) => leaf(hir),
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
-            min: r.min,
-            max: r.max,
-            greedy: r.greedy,
-            sub: Box::new(map_leaves(&r.sub, leaf)),
-        }),
-        HirKind::Capture(c) => map_leaves(&c.sub, leaf),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(|h| map_leaves(h, leaf)).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.iter().map(|h| map_leaves(h, leaf)).collect())
-        }
-    }
 }
