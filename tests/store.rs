@@ -1117,3 +1117,36 @@ async fn bench_apply_20000(pool: PgPool) {
         import.as_secs_f64()
     );
 }
+
+/// Issue 19, class 1: a real report whose failed recipient cannot be read
+/// changes no address, but is never dropped: it goes to the to-qualify queue
+/// naming the message, once however often the message is fetched.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_report_whose_recipient_cannot_be_read_is_queued_to_qualify(pool: PgPool) {
+    let s = store(pool);
+    let mut a = Analysis::empty(MessageKind::Dsn);
+    a.subject = Some("Undelivered Mail Returned to Sender".into());
+    a.error = Some(inmail::analysis::UNREADABLE_RECIPIENT.into());
+    let input = BounceInput::new(b"a report naming nobody", "test", a, Vec::new());
+    let hash = hex::encode(input.message_hash);
+    for _ in 0..2 {
+        let out = s
+            .apply_batch(std::slice::from_ref(&input), t0())
+            .await
+            .expect("apply");
+        assert!(out.is_empty());
+    }
+    let queued = s
+        .list_qualifications(Some(QualificationStatus::ToQualify))
+        .await
+        .expect("list");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].count, 1);
+    assert!(
+        queued[0].first_text.starts_with(inmail::analysis::UNREADABLE_RECIPIENT)
+            && queued[0].first_text.contains("(dsn; subject: Undelivered Mail Returned to Sender;")
+            && queued[0].first_text.contains(&hash),
+        "{}",
+        queued[0].first_text
+    );
+}

@@ -107,22 +107,13 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
     let (files, mut errors) = inputs::expand(&args.paths);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for f in &files {
-        let msgs = match inputs::read(f) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        for m in msgs {
-            let q = process(&analyzer, &rules, &m.data);
-            let res = result(&m.source, &q.analysis, &q.verdicts, args.explain);
-            if args.json {
-                serde_json::to_writer(&mut out, &res)?;
-                out.write_all(b"\n")?;
-            } else {
-                write_table(&mut out, &res)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let render = |f: &PathBuf| render_file(f, &analyzer, &rules, &args);
+    for window in files.chunks(WINDOW * threads) {
+        for rendered in in_parallel(window, threads, &render) {
+            match rendered {
+                Ok(bytes) => out.write_all(&bytes)?,
+                Err(e) => errors.push(e),
             }
         }
     }
@@ -131,6 +122,73 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
         eprintln!("inmail: cannot read {e}");
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+/// Files a thread reads, analyses and renders at a time. The messages of a
+/// folder are independent of one another, so they are processed on every
+/// core, a window of files at a time, and written in the order given.
+const WINDOW: usize = 64;
+/// Threads beyond this gain nothing: writing the output becomes the bound.
+const MAX_THREADS: usize = 8;
+
+/// One file's lines of output (every message of an mbox), or why it could
+/// not be read.
+fn render_file(
+    f: &Path,
+    analyzer: &crate::analysis::Analyzer,
+    rules: &RuleSet,
+    args: &QualifyArgs,
+) -> Result<Vec<u8>, inputs::InputError> {
+    let msgs = inputs::read(f)?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let q = process(analyzer, rules, &m.data);
+        let res = result(&m.source, &q.analysis, &q.verdicts, args.explain);
+        let written = if args.json {
+            serde_json::to_writer(&mut out, &res)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        } else {
+            write_table(&mut out, &res)
+        };
+        // writing to a Vec fails only when serialising does, which these
+        // plain structs never do: say so rather than drop the message
+        if let Err(error) = written {
+            return Err(inputs::InputError {
+                path: f.to_path_buf(),
+                error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `f` over `items` on up to `threads` threads, results in the items' order.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: &(impl Fn(&T) -> R + Sync),
+) -> Vec<R> {
+    let threads = threads.min(items.len()).max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|slice| scope.spawn(move || slice.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(results) => results,
+                // the analysis never panics on input (tests/analysis_robustness.rs);
+                // if it did, the panic is the process's, as it was on one thread
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 //! ids, numbers, dates, hosts) so that one queue row stands for all of them;
 //! keeping a row turns its shape back into a rule ([`rule_from_qualification`]).
 
+use crate::analysis::{Analysis, UNREADABLE_RECIPIENT};
 use crate::model::{BounceType, Category, Reason};
 use crate::rules::Rule;
 use regex::Regex;
@@ -31,6 +32,23 @@ pub fn kept_text(diagnostic: Option<&str>) -> Option<&str> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| clip(t, MAX_TEXT))
+}
+
+/// The to-qualify text of a real report whose failed recipient cannot be
+/// read (a delivery-status or feedback-report part, or a mailer daemon's
+/// bounce, naming no address the analysis can read): no address can change,
+/// so the message is put before a person rather than dropped. The text names
+/// the message by its SHA-256, as `intake` keys it.
+pub fn unreadable_report_text(a: &Analysis, message_hash: &[u8; 32]) -> Option<String> {
+    if !a.recipients.is_empty() || a.error.as_deref() != Some(UNREADABLE_RECIPIENT) {
+        return None;
+    }
+    let subject = a.subject.as_deref().map(str::trim).unwrap_or("");
+    Some(format!(
+        "{UNREADABLE_RECIPIENT} ({kind}; subject: {subject}; message sha256 {hash})",
+        kind = a.kind.as_str(),
+        hash = hex::encode(message_hash),
+    ))
 }
 
 /// The domain part of an address key (empty when there is none).

@@ -11,7 +11,7 @@ use super::queue::{self, QueueEntry};
 use super::{is_deadlock, Result, SqlContext, Store, StoreError};
 use crate::analysis::{Analysis, RecipientReport};
 use crate::domain::correlation::{self, CorrelatedBy};
-use crate::domain::normalise::{domain_of, kept_text};
+use crate::domain::normalise::{domain_of, kept_text, unreadable_report_text};
 use crate::domain::retry::{self, RetryPolicy};
 use crate::domain::state::{self, AddressRow, AddressStatus, Failure, NotCounted};
 use crate::model::{BounceType, Category, Reason};
@@ -266,6 +266,11 @@ impl Store {
             mode,
             ..Writes::default()
         };
+        for (input, _) in inputs.iter().zip(fresh).filter(|(_, fresh)| **fresh) {
+            if let Some(text) = unreadable_report_text(&input.analysis, &input.message_hash) {
+                queue::enqueue(&mut writes.queue, &text);
+            }
+        }
         let mut outcomes = Vec::with_capacity(items.len());
         for (item, (by, link)) in items.iter().zip(links) {
             let row = rows
