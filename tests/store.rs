@@ -1143,8 +1143,12 @@ async fn a_report_whose_recipient_cannot_be_read_is_queued_to_qualify(pool: PgPo
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert_eq!(queued[0].count, 1);
     assert!(
-        queued[0].first_text.starts_with(inmail::analysis::UNREADABLE_RECIPIENT)
-            && queued[0].first_text.contains("(dsn; subject: Undelivered Mail Returned to Sender;")
+        queued[0]
+            .first_text
+            .starts_with(inmail::analysis::UNREADABLE_RECIPIENT)
+            && queued[0]
+                .first_text
+                .contains("(dsn; subject: Undelivered Mail Returned to Sender;")
             && queued[0].first_text.contains(&hash),
         "{}",
         queued[0].first_text
