@@ -16,6 +16,8 @@
 #
 #   scripts/bench-relative.sh            # ROUNDS=5 COPIES=20
 #   PGO=1 scripts/bench-relative.sh      # inmail built by scripts/pgo.sh
+#   BINS="old/inmail target/release/inmail" scripts/bench-relative.sh
+#                                        # several builds, each against the references
 #
 # flufl.bounce is installed from PyPI into target/bench-venv on first use.
 # Sisimai is Debian's libsisimai-perl, installed with apt-get when it is
@@ -43,7 +45,7 @@ if ! perl -MSisimai -e1 2>/dev/null; then
     apt_install --no-install-recommends libsisimai-perl ||
         echo "bench-relative: Sisimai is left out" >&2
 fi
-inmail=$(release_build --bin inmail)
+BINS=${BINS:-$(release_build --bin inmail)}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -52,13 +54,13 @@ for i in $(seq 1 "$COPIES"); do
         [ -f "$f" ] && cp "$f" "$work/$i-$(basename "$f")"
     done
 done
-echo "inmail: $("$inmail" --version); Sisimai: $(perl -MSisimai -e 'print Sisimai->version' 2>/dev/null || echo absent);" \
+echo "Sisimai: $(perl -MSisimai -e 'print Sisimai->version' 2>/dev/null || echo absent);" \
     "flufl.bounce: $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("flufl.bounce"))' 2>/dev/null || echo absent)"
 
-python3 - "$ROUNDS" "$work" "$inmail" "$venv/bin/python" <<'PY'
+python3 - "$ROUNDS" "$work" "$venv/bin/python" $BINS <<'PY'
 import os, resource, statistics, subprocess, sys, time
 
-rounds, work, inmail, venv_python = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+rounds, work, venv_python, bins = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 n = len(os.listdir(work))
 FLUFL = r"""
 import email, os, sys
@@ -72,12 +74,10 @@ for f in sorted(os.listdir(d)):
             pass
 """
 commands = {
-    "inmail": [inmail, "qualify", "--json", work],
     "Sisimai": ["perl", "-MSisimai", "-e", "print Sisimai->dump($ARGV[0])", work],
     "flufl.bounce": [venv_python, "-c", FLUFL, work],
 }
 probes = {
-    "inmail": [inmail, "--version"],
     "Sisimai": ["perl", "-MSisimai", "-e1"],
     "flufl.bounce": [venv_python, "-c", "import flufl.bounce"],
 }
@@ -98,21 +98,22 @@ def run(cmd):
     return wall, cpu
 
 print(f"whole process over {n} messages ({work})")
-ratios = {name: {"wall": [], "cpu": []} for name in commands if name != "inmail"}
+refs_available = [name for name in commands if available[name]]
+ratios = {(b, name): {"wall": [], "cpu": []} for b in bins for name in refs_available}
 for r in range(1, rounds + 1):
-    a = run(commands["inmail"])
-    refs = {name: run(cmd) for name, cmd in commands.items() if name != "inmail" and available[name]}
-    b = run(commands["inmail"])
-    ours = (min(a[0], b[0]), min(a[1], b[1]))
-    line = f"round {r}: inmail {ours[0]:.3f} s wall ({n / ours[0]:,.0f}/s), {ours[1]:.3f} s cpu"
-    for name, (wall, cpu) in refs.items():
-        ratios[name]["wall"].append(wall / ours[0])
-        ratios[name]["cpu"].append(cpu / ours[1])
-        line += f"; {name} {wall:.2f} s wall, {cpu:.2f} s cpu (x{wall / ours[0]:.1f} wall, x{cpu / ours[1]:.1f} cpu)"
-    print(line, flush=True)
-for name, rs in ratios.items():
-    if rs["wall"]:
-        w, c = sorted(rs["wall"]), sorted(rs["cpu"])
-        print(f"inmail / {name}: median x{statistics.median(w):.1f} wall (runs {', '.join(f'{x:.1f}' for x in w)}),"
-              f" median x{statistics.median(c):.1f} cpu (runs {', '.join(f'{x:.1f}' for x in c)})")
+    before = {b: run([b, "qualify", "--json", work]) for b in bins}
+    refs = {name: run(commands[name]) for name in refs_available}
+    after = {b: run([b, "qualify", "--json", work]) for b in bins}
+    for b in bins:
+        ours = (min(before[b][0], after[b][0]), min(before[b][1], after[b][1]))
+        line = f"round {r}: {b} {ours[0]:.3f} s wall ({n / ours[0]:,.0f}/s), {ours[1]:.3f} s cpu"
+        for name, (wall, cpu) in refs.items():
+            ratios[(b, name)]["wall"].append(wall / ours[0])
+            ratios[(b, name)]["cpu"].append(cpu / ours[1])
+            line += f"; {name} {wall:.2f} s wall, {cpu:.2f} s cpu (x{wall / ours[0]:.1f} wall, x{cpu / ours[1]:.1f} cpu)"
+        print(line, flush=True)
+for (b, name), rs in ratios.items():
+    w, c = sorted(rs["wall"]), sorted(rs["cpu"])
+    print(f"{b} / {name}: median x{statistics.median(w):.1f} wall (runs {', '.join(f'{x:.1f}' for x in w)}),"
+          f" median x{statistics.median(c):.1f} cpu (runs {', '.join(f'{x:.1f}' for x in c)})")
 PY
