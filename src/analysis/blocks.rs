@@ -111,7 +111,20 @@ pub(super) fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Opt
         for l in &lines[k..i] {
             push_collapsed(&mut out, l);
         }
-        push_collapsed(&mut out, lines[i]);
+        // Sendmail writes the remote's reply ("<<< 553 5.1.2 ...") and then
+        // its own line for the address, "550 5.1.1 <addr>... User unknown":
+        // the status its mailer maps the reply code to (usersmtp.c,
+        // smtprcpt(): 550, 551 and 553 all become EX_NOUSER, "User
+        // unknown"), not the remote's words. With the reply at hand, the
+        // reply is the diagnostic, and the exchange after the line is the
+        // next recipient's.
+        let entry = is_sendmail_entry(lines[i].trim_start());
+        let replied = lines[k..i]
+            .iter()
+            .any(|l| l.trim_start().starts_with("<<<"));
+        if !(entry && replied) {
+            push_collapsed(&mut out, lines[i]);
+        }
         let mut j = i + 1;
         while j < lines.len() && j <= i + MAX_BLOCK_LINES {
             let l = lines[j];
@@ -127,6 +140,7 @@ pub(super) fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Opt
                 || others.iter().any(|o| contains_ci(l, o))
                 || is_sendmail_entry(l)
                 || l.trim_start().starts_with("While talking to")
+                || (entry && is_dialogue_line(l))
             {
                 break;
             }
@@ -148,10 +162,17 @@ pub(super) fn blocks(region: &Region<'_>, address: &str, others: &[&str]) -> Opt
 /// another recipient.
 fn is_transcript_line(l: &str, needle: &str, others: &[&str]) -> bool {
     let t = l.trim_start();
-    let dialogue = t.starts_with(">>>") || t.starts_with("<<<");
+    let dialogue = is_dialogue_line(t);
     let host_entry = is_sendmail_entry(t) && !t.contains('@');
     (dialogue || host_entry)
         && (contains_ci(l, needle) || !others.iter().any(|o| contains_ci(l, o)))
+}
+
+/// A line of the SMTP dialogue in a transcript: a command sent (">>> ") or a
+/// reply line received ("<<< "), as Sendmail writes them.
+fn is_dialogue_line(l: &str) -> bool {
+    let t = l.trim_start();
+    t.starts_with(">>>") || t.starts_with("<<<")
 }
 
 /// Sendmail's one-line summary per recipient or host:
