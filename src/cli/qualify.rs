@@ -127,7 +127,7 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
 /// Files a thread reads, analyses and renders at a time. The messages of a
 /// folder are independent of one another, so they are processed on every
 /// core, a window of files at a time, and written in the order given.
-const WINDOW: usize = 64;
+const WINDOW: usize = 512;
 /// Threads beyond this gain nothing: writing the output becomes the bound.
 const MAX_THREADS: usize = 8;
 

@@ -199,11 +199,12 @@ pub const CASES: &[Case] = &[
     case("t077", Rcpt("550 5.2.2 Submission quota exceeded"), C::RateLimited, "Microsoft Learn, Exchange Online NDR 5.2.2 (the sender exceeded its recipient or message rate limit)"),
     case("t078", Rcpt("554 5.7.1 <rcpt@peer.test>: Recipient address rejected: Access denied"), C::PolicyViolation, POSTFIX),
     case("t079", Rcpt("552 5.2.3 Message length exceeds administrative limit"), C::MessageTooLarge, RFC3463),
-    case("t080", Rcpt("554 5.4.6 Routing loop detected"), C::SystemError, RFC3463),
+    case("t080", Rcpt("554 5.4.6 Routing loop detected"), C::NetworkError, "RFC 3463 section 3.5 (X.4.6 is a network and routing status, as the IANA registry files it)"),
     case("t081", Temp("452 4.5.3 Too many recipients"), C::RateLimited, "RFC 5321 section 4.5.3.1.10 (452 too many recipients) and RFC 3463 X.5.3"),
     case("t082", Temp("450 4.1.8 <bounces@sender.test>: Sender address rejected: Domain not found"), C::SenderRejected, POSTFIX),
     case("t083", Temp("452 4.3.1 Insufficient system storage"), C::Expired, POSTFIX),
     case("t084", Temp("451 Temporary local problem - please try later"), C::Expired, "Exim 4.96, reply when a check it needs fails for now (acl.c)"),
+    case("t085", Rcpt("554 5.3.5 System incorrectly configured"), C::SystemError, RFC3463),
 ];
 
 /// The messages: which cases share one, in sending order. Permanent failures
