@@ -59,13 +59,7 @@ async fn prepare(prefix: &str, dir: &Path, n: usize) -> (String, std::path::Path
     let url = fresh_database(prefix).await;
     let pool = PgPool::connect(&url).await.expect("connect");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    inmail::ops::deliveries::import_csv(
-        &store,
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("deliveries");
+    register_deliveries(&store, 0..n).await;
     let md = dir.join("Maildir");
     make_maildir(&md);
     for i in 0..n {
@@ -218,13 +212,11 @@ async fn three_processes_share_one_maildir() {
     let work = tempfile::tempdir().expect("tempdir");
     let url = fresh_database("inmail_three").await;
     let pool = PgPool::connect(&url).await.expect("connect");
-    inmail::ops::deliveries::import_csv(
+    register_deliveries(
         &Store::from_pool(pool.clone(), StoreSettings::default()),
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
+        0..n,
     )
-    .await
-    .expect("deliveries");
+    .await;
     let md = work.path().join("Maildir");
     make_maildir(&md);
     for i in 0..n / 2 {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{deliveries_csv, dsn};
+use common::{dsn, register_deliveries};
 use inmail::app::App;
 use inmail::config::{
     ImapAfter, ImapMailbox, Mailbox, Pop3After, Pop3Mailbox, ServerSettings, Settings, TlsMode,
@@ -202,13 +202,7 @@ async fn setup(opts: PgPoolOptions, conn: PgConnectOptions, n: usize) -> (Store,
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    inmail::ops::deliveries::import_csv(
-        &store,
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("deliveries");
+    register_deliveries(&store, 0..n).await;
     (store, pool)
 }
 

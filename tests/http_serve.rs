@@ -190,13 +190,11 @@ async fn the_running_daemon_feeds_its_metrics_from_the_pipeline_and_the_sources(
     use inmail::config::{Mailbox, MaildirMailbox, Settings};
     let url = common::fresh_database("http_metrics").await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    inmail::ops::deliveries::import_csv(
+    common::register_deliveries(
         &inmail::store::Store::from_pool(pool.clone(), Default::default()),
-        common::deliveries_csv(0..3).as_bytes(),
-        chrono::Utc::now(),
+        0..3,
     )
-    .await
-    .expect("deliveries");
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let md = dir.path().join("Maildir");
     common::make_maildir(&md);

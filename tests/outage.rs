@@ -91,13 +91,11 @@ async fn database_outage_pauses_then_resumes(opts: PgPoolOptions, conn: PgConnec
     }
     let direct = opts.connect_with(conn.clone()).await.expect("pool");
     let n = 100usize;
-    inmail::ops::deliveries::import_csv(
+    register_deliveries(
         &Store::from_pool(direct.clone(), StoreSettings::default()),
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
+        0..n,
     )
-    .await
-    .expect("deliveries");
+    .await;
     let upstream = format!("{}:{}", conn.get_host(), conn.get_port());
     let proxy = Proxy::start(upstream).await;
     let proxied = PgPoolOptions::new()

@@ -40,13 +40,7 @@ async fn setup(
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    inmail::ops::deliveries::import_csv(
-        &store,
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("deliveries");
+    register_deliveries(&store, 0..n).await;
     make_maildir(md);
     (store, pool)
 }
@@ -238,13 +232,7 @@ async fn an_unreadable_file_is_set_aside_logged_and_the_others_processed(
     let url = {
         let pool = opts.connect_with(conn.clone()).await.expect("pool");
         let store = Store::from_pool(pool.clone(), StoreSettings::default());
-        inmail::ops::deliveries::import_csv(
-            &store,
-            deliveries_csv(0..20).as_bytes(),
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("deliveries");
+        register_deliveries(&store, 0..20).await;
         let db: String = sqlx::query_scalar("SELECT current_database()")
             .fetch_one(&pool)
             .await

@@ -11,7 +11,7 @@
 mod common;
 mod fake_servers;
 
-use common::{deliveries_csv, dsn};
+use common::{dsn, register_deliveries};
 use fake_servers::{FakeMessage, FakeServer, Logs, Send};
 use inmail::app::App;
 use inmail::config::{
@@ -39,13 +39,7 @@ async fn env(opts: PgPoolOptions, conn: PgConnectOptions, n: usize) -> Env {
         .await
         .expect("pool");
     let store = Store::from_pool(pool.clone(), StoreSettings::default());
-    inmail::ops::deliveries::import_csv(
-        &store,
-        deliveries_csv(0..n).as_bytes(),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("deliveries");
+    register_deliveries(&store, 0..n).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "secret\n").expect("password file");

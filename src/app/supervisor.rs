@@ -20,6 +20,23 @@ pub(crate) fn wake_workers(n: &Notify) {
     n.notify_one();
 }
 
+/// A failure of the mailbox (its database, its server): the source is
+/// reported down, in the log once and in `inmail_source_up`, and the
+/// delay to wait before trying again is returned.
+fn went_down(
+    retry: &mut OutageBackoff,
+    health: &mut Health,
+    metrics: &Metrics,
+    name: &str,
+    error: &dyn std::fmt::Display,
+    outage: bool,
+) -> Duration {
+    let d = retry.bump();
+    health.down(error, Some(outage), d);
+    metrics.set_source_up(name, false);
+    d
+}
+
 /// Runs `source` until `cancel` fires (the batch in hand is finished
 /// first), then closes its session and releases the lease.
 pub(crate) async fn supervise(
@@ -74,9 +91,8 @@ pub(crate) async fn supervise(
                     continue;
                 }
                 Err(e) => {
-                    let d = retry.bump();
-                    health.down(&e, Some(crate::store::is_outage(&e)), d);
-                    metrics.set_source_up(&name, false);
+                    let outage = crate::store::is_outage(&e);
+                    let d = went_down(&mut retry, &mut health, &metrics, &name, &e, outage);
                     if sleep_or_cancel(d, &cancel).await {
                         break;
                     }
@@ -101,9 +117,7 @@ pub(crate) async fn supervise(
                 if e.is_store() {
                     lease = None; // its session may be gone too
                 }
-                let d = retry.bump();
-                health.down(&e, Some(e.is_outage()), d);
-                metrics.set_source_up(&name, false);
+                let d = went_down(&mut retry, &mut health, &metrics, &name, &e, e.is_outage());
                 waiting = None;
                 if sleep_or_cancel(d, &cancel).await {
                     break;
@@ -119,9 +133,7 @@ pub(crate) async fn supervise(
         }
         if let Err(e) = session.wait(&cancel).await {
             session.reset();
-            let d = retry.bump();
-            health.down(&e, Some(e.is_outage()), d);
-            metrics.set_source_up(&name, false);
+            let d = went_down(&mut retry, &mut health, &metrics, &name, &e, e.is_outage());
             waiting = None;
             if sleep_or_cancel(d, &cancel).await {
                 break;
