@@ -24,6 +24,48 @@ impl<'a> Region<'a> {
         Self { text, lines }
     }
 
+    /// The whole multi-line reply whose first line a report quoted alone
+    /// (`550-5.7.1 ... likely`, cut where its line ended), read from the
+    /// report's text when the text has it in full: that line, then the lines
+    /// that continue the same reply code, up to the one with a space after
+    /// the code (RFC 5321 §4.2.1). A transcript's `<<< ` before each line
+    /// (Sendmail's) is left out. None when the text holds no more of it.
+    pub fn whole_reply(&self, first: &str) -> Option<String> {
+        let first = first.trim();
+        let code = first.get(..3)?;
+        let body = first.get(4..)?.trim();
+        if body.is_empty() {
+            return None;
+        }
+        let reply_line = |l: &'a str| -> Option<(bool, &'a str)> {
+            let l = l.trim_start();
+            let l = l.strip_prefix("<<<").map_or(l, str::trim_start);
+            let rest = l.strip_prefix(code)?;
+            match rest.as_bytes().first() {
+                Some(b'-') => Some((false, &rest[1..])),
+                Some(b' ') => Some((true, &rest[1..])),
+                None => Some((true, rest)),
+                _ => None,
+            }
+        };
+        let at = self
+            .lines
+            .iter()
+            .position(|l| reply_line(l).is_some_and(|(_, t)| t.trim() == body))?;
+        let mut out = first.to_owned();
+        for l in &self.lines[at + 1..] {
+            let (last, text) = reply_line(l)?;
+            out.push('\n');
+            out.push_str(code);
+            out.push(if last { ' ' } else { '-' });
+            out.push_str(text.trim_end());
+            if last {
+                return Some(out);
+            }
+        }
+        None
+    }
+
     /// Byte offset in the text where line `i` starts.
     fn start(&self, i: usize) -> Option<usize> {
         let line = self.lines.get(i)?;
@@ -268,8 +310,30 @@ pub fn truncate_chars(s: &mut String, max: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{lines_with_at, push_collapsed};
+    use super::{lines_with_at, push_collapsed, Region};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_cut_reply_is_read_whole_from_a_transcript() {
+        let text = "... while talking to [192.0.2.1]:\n>>> DATA\n\
+                    <<< 550-5.7.1 [192.0.2.9] Our system has detected that this message is likely\n\
+                    <<< 550-5.7.1 unsolicited mail.\n\
+                    <<< 550 5.7.1 message has been blocked.\n\
+                    554 5.0.0 Service unavailable\n";
+        let region = Region::new(text);
+        let cut = "550-5.7.1 [192.0.2.9] Our system has detected that this message is likely";
+        assert_eq!(
+            region.whole_reply(cut).as_deref(),
+            Some(
+                "550-5.7.1 [192.0.2.9] Our system has detected that this message is likely\n\
+                 550-5.7.1 unsolicited mail.\n550 5.7.1 message has been blocked."
+            )
+        );
+        // a text with no more of the reply, or that breaks it off, gives none
+        assert_eq!(Region::new(cut).whole_reply(cut), None);
+        let broken = format!("{cut}\n550-5.7.1 unsolicited\nthe end\n");
+        assert_eq!(Region::new(&broken).whole_reply(cut), None);
+    }
 
     proptest! {
         /// The lines found from their `@` are the lines holding one.

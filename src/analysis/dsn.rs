@@ -3,7 +3,7 @@
 
 use super::fields::{parse_fields, Field};
 use super::{blocks, headers, mime::Message, original, smtp, Analysis, RecipientReport};
-use crate::model::{Action, Category, EmailAddress};
+use crate::model::{Action, Category, EmailAddress, EnhancedStatus};
 use std::borrow::Cow;
 
 /// `rfc822; user@example.com` → the address (utf-8 and unknown types too).
@@ -186,6 +186,28 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
     a.recipients.push(r);
 }
 
+/// The status a recipient's diagnostic text gives it: the remote server's
+/// own code (next to its reply) is more precise than the reporting MTA's
+/// summary (Sendmail's 4.4.7 when it gives up, a code it maps from a bare
+/// reply) when both are of one class; a generic code (X.0.0) says least,
+/// so any code in the text is better than a generic Status, and a generic
+/// one in the text never replaces a specific Status.
+fn remote_code_first(status: Option<EnhancedStatus>, text: &str) -> Option<EnhancedStatus> {
+    let is_generic = |st: EnhancedStatus| st.subject == 0 && st.detail == 0;
+    let generic = status.is_none_or(is_generic);
+    if let Some(s) = smtp::reply_status(text)
+        .filter(|&s| generic || (!is_generic(s) && status.is_some_and(|st| st.class == s.class)))
+    {
+        return Some(s);
+    }
+    if generic {
+        if let Some(s) = smtp::first_status(text) {
+            return Some(s);
+        }
+    }
+    status
+}
+
 /// Fills what the DSN fields left out from the diagnostic and the report text.
 fn complete<'a>(
     r: &mut RecipientReport,
@@ -196,18 +218,7 @@ fn complete<'a>(
         if r.reply_code.is_none() {
             r.reply_code = smtp::find_reply_code(d);
         }
-        // The remote server's own code (next to its reply) is more precise
-        // than the reporting MTA's summary; a generic Status says least.
-        let generic = r.status.is_none_or(|st| st.subject == 0 && st.detail == 0);
-        if let Some(s) = smtp::reply_status(d)
-            .filter(|s| generic || r.status.is_some_and(|st| st.class == s.class))
-        {
-            r.status = Some(s);
-        } else if generic {
-            if let Some(s) = smtp::first_status(d) {
-                r.status = Some(s);
-            }
-        }
+        r.status = remote_code_first(r.status, d);
     }
     if let Some(d) = &r.diagnostic {
         r.smtp_command = smtp::find_smtp_command(d);
@@ -216,10 +227,22 @@ fn complete<'a>(
     // A Diagnostic-Code holding only the first line of a multi-line reply
     // (`550-5.7.1 ...`, RFC 5321 §4.2.1: the last line has a space after
     // the code) was cut: the text's lines about the recipient say more.
-    let cut_reply = r
+    let mut cut_reply = r
         .diagnostic
         .as_deref()
         .is_some_and(smtp::is_cut_multiline_reply);
+    if cut_reply {
+        // the report's text may quote the whole reply (Sendmail's
+        // transcript does): read it there
+        let whole = r
+            .diagnostic
+            .as_deref()
+            .and_then(|d| context().and_then(|c| c.whole_reply(d)));
+        if let Some(whole) = whole {
+            r.diagnostic = Some(whole);
+            cut_reply = false;
+        }
+    }
     // the text's lines about this recipient, only read when the fields left a gap
     let block = (r.smtp_command.is_none() || diag_empty || cut_reply)
         .then(|| context().and_then(|c| blocks::block_for(c, r.address.as_str(), others)))
@@ -241,11 +264,7 @@ fn complete<'a>(
                 if r.reply_code.is_none() {
                     r.reply_code = smtp::find_reply_code(&block);
                 }
-                if r.status.is_none_or(|st| st.subject == 0 && st.detail == 0) {
-                    if let Some(s) = smtp::find_status(&block) {
-                        r.status = Some(s);
-                    }
-                }
+                r.status = remote_code_first(r.status, &block);
                 r.diagnostic = Some(block);
             }
         }

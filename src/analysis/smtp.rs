@@ -41,7 +41,8 @@ pub fn find_status(s: &str) -> Option<EnhancedStatus> {
     reply_status(s).or_else(|| first_status(s))
 }
 
-/// The enhanced status code a server gave right after its reply code.
+/// The enhanced status code a server gave with its reply: right after its
+/// reply code, or else in qmail's trailer.
 pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
     // what stands before it is the reply code and its separator, `-` on the
     // lines of a multi-line reply (RFC 5321 §4.2.1: `550-5.1.1 ...`)
@@ -51,6 +52,23 @@ pub fn reply_status(s: &str) -> Option<EnhancedStatus> {
                 || (s.as_bytes()[..start].ends_with(b"-") && ends_ok(s, end, true))
         })
         .find_map(|(start, end)| s[start..end].parse().ok())
+        .or_else(|| qmail_trailer(s))
+}
+
+/// qmail ends each of its replies and reports with its enhanced code in
+/// `(#X.Y.Z)` (qmail-smtpd.c: "553 sorry, that domain isn't in my list of
+/// allowed rcpthosts (#5.7.1)"; qmail-remote.c, qmail-send.c): the server's
+/// own code, as a leading one is elsewhere. The last one counts, as it ends
+/// the reply.
+fn qmail_trailer(s: &str) -> Option<EnhancedStatus> {
+    s.rmatch_indices("(#").find_map(|(at, _)| {
+        let rest = &s[at + 2..];
+        let end = rest.find(')')?;
+        let code = &rest[..end];
+        (end <= 11 && code.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+            .then(|| code.parse().ok())
+            .flatten()
+    })
 }
 
 /// The first enhanced status code in a text, wherever it stands.
@@ -426,6 +444,22 @@ mod smtp_command_tests {
                 (m.start(), in_reply, super::command_named(phrase))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_qmail_trailer_is_the_replys_own_code() {
+        let st = |s: &str| super::reply_status(s).map(|s| s.to_string());
+        assert_eq!(
+            st("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)").as_deref(),
+            Some("5.7.1")
+        );
+        // a leading code stays first; a trailer that is no code is none
+        assert_eq!(
+            st("550 5.1.1 no mailbox (#5.7.1)").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(st("550 no mailbox (#issue 12)"), None);
+        assert_eq!(st("550 no mailbox (#5.1.1 trailing)"), None);
     }
 
     proptest! {

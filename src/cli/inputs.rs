@@ -56,15 +56,35 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
             return;
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
+    let mut paths: Vec<(PathBuf, bool)> = Vec::new();
+    for entry in entries {
+        match entry {
+            // the directory entry's own type needs no stat of each file; a
+            // symbolic link is followed, as the path itself would be
+            Ok(e) => {
+                let p = e.path();
+                let is_dir = match e.file_type() {
+                    Ok(t) if !t.is_symlink() => t.is_dir(),
+                    _ => p.is_dir(),
+                };
+                paths.push((p, is_dir));
+            }
+            Err(error) => errors.push(InputError {
+                path: dir.to_path_buf(),
+                error,
+            }),
+        }
+    }
+    // every entry has this parent: its name orders it as its whole path
+    // would, without comparing the parent's components each time
+    paths.sort_unstable_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
+    for (p, is_dir) in paths {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         // a maildir's tmp/ holds messages still being written; dotfiles are not mail
         if name.starts_with('.') || (name == "tmp" && dir.join("cur").is_dir()) {
             continue;
         }
-        if p.is_dir() {
+        if is_dir {
             walk(&p, files, errors);
         } else {
             files.push(p);
@@ -74,13 +94,14 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
 
 /// Reads one expanded path into its messages (several for an mbox).
 pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
-    let mut data = Vec::new();
     let res = if path.as_os_str() == "-" {
-        std::io::stdin().lock().read_to_end(&mut data)
+        let mut data = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut data).map(|_| data)
     } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
+        // sized from the file's length: one allocation, not a doubling series
+        std::fs::read(path)
     };
-    res.map_err(|error| InputError {
+    let data = res.map_err(|error| InputError {
         path: path.to_path_buf(),
         error,
     })?;

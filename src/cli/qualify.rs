@@ -98,13 +98,26 @@ pub fn run(config: Option<&Path>, args: QualifyArgs) -> anyhow::Result<i32> {
         .rules
         .as_ref()
         .or(settings.analysis.rules_file.as_ref());
-    let rules = match rules_path {
-        Some(p) => RuleSet::compile(crate::rules::load_file(p)?)
-            .with_context(|| format!("rules file {}", p.display()))?,
-        None => RuleSet::default_set(),
-    }
-    .with_delay_warnings(settings.analysis.delay_warnings);
-    let (files, mut errors) = inputs::expand(&args.paths);
+    let compile = || -> anyhow::Result<RuleSet> {
+        Ok(match rules_path {
+            Some(p) => RuleSet::compile(crate::rules::load_file(p)?)
+                .with_context(|| format!("rules file {}", p.display()))?,
+            None => RuleSet::default_set(),
+        }
+        .with_delay_warnings(settings.analysis.delay_warnings))
+    };
+    // Compiling the rules and listing the folders are the start-up's two
+    // serial parts, independent of each other: one core each.
+    let (rules, (files, mut errors)) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| inputs::expand(&args.paths));
+        let rules = compile();
+        let listed = match listing.join() {
+            Ok(listed) => listed,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (rules, listed)
+    });
+    let rules = rules?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
@@ -163,7 +176,9 @@ fn render_file(
     Ok(out)
 }
 
-/// `f` over `items` on up to `threads` threads, results in the items' order.
+/// `f` over `items` on up to `threads` threads (this one among them),
+/// results in the items' order. Each thread takes the next item when it is
+/// done with one, so a few large files do not leave a core idle.
 fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
@@ -173,22 +188,32 @@ fn in_parallel<T: Sync, R: Send>(
     if threads == 1 {
         return items.iter().map(f).collect();
     }
-    let per_thread = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per_thread)
-            .map(|slice| scope.spawn(move || slice.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(results) => results,
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for h in helpers {
+            match h.join() {
+                Ok(d) => done.extend(d),
                 // the analysis never panics on input (tests/analysis_robustness.rs);
                 // if it did, the panic is the process's, as it was on one thread
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+            }
+        }
+        done
+    });
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 fn write_table(out: &mut impl Write, r: &MessageResult) -> std::io::Result<()> {

@@ -474,6 +474,12 @@ pub fn builtin_source(rule: &str) -> Option<String> {
                 .map_or_else(|| format!("RFC 5321 §4.2: {code}"), |(_, source)| source),
         );
     }
+    if rule == SESSION_REFUSED {
+        return Some(
+            "RFC 5321 §3.1 (a server may refuse the session in its opening reply, 554 or 421) and §4.1.1.1 (HELO/EHLO identifies the client): a refusal before any recipient is about the sending host"
+                .to_owned(),
+        );
+    }
     let hint = match what.parse::<Category>() {
         Ok(c) => c,
         Err(_) => return Some(format!("inmail's built-in {what}")),
@@ -507,7 +513,18 @@ pub fn builtin_source(rule: &str) -> Option<String> {
 ///   registry defines as "the mailbox exists, but something about [it]
 ///   caused this DSN" (RFC 3463 §3.3): the code contradicts the words;
 /// - a recipient-side reason answered to MAIL FROM is about the sender
-///   (RFC 5321 §3.3: MAIL names the reverse path).
+///   (RFC 5321 §3.3: MAIL names the reverse path);
+/// - a refusal at the greeting or at HELO/EHLO, before any recipient was
+///   named, is about the sending host: RFC 5321 §3.1 lets a server refuse
+///   the session in its opening reply (554, or 421 when it will not serve),
+///   and HELO/EHLO only identifies the client (§4.1.1.1). Postfix reports
+///   the first as "refused to talk to me" (smtp_proto.c), Exim as "SMTP
+///   error ... after EHLO". A refusal that names no cause, or one about an
+///   address or a message, which no recipient or message has been named to
+///   be, is then about the client: the host is blocked (sender side). A
+///   cause a rule names about the session (PTR, rate, TLS, syntax) or the
+///   remote system (421 "Service not available", RFC 5321 §4.2.3; "No SMTP
+///   service here", §3.1) stays what it is.
 ///
 /// A bare "550 unknown user" with no enhanced code and no command is a user
 /// unknown: RFC 5321 §4.2.3 gives 550 for "mailbox not found", and nothing in
@@ -550,6 +567,25 @@ fn adjust_for_context(
             )
         }
         (
+            Some(SmtpCommand::Connect | SmtpCommand::Helo),
+            Category::UserUnknown
+            | Category::HasMoved
+            | Category::InvalidDomain
+            | Category::AccountDisabled
+            | Category::MailboxFull
+            | Category::Filtered
+            | Category::PolicyViolation
+            | Category::ContentRejected
+            | Category::SpamDetected
+            | Category::Undefined,
+        ) => (
+            Category::Blocked,
+            format!(
+                "{}, before any recipient: the session was refused to the sending host (RFC 5321 §3.1, §4.1.1.1)",
+                at(cmd)
+            ),
+        ),
+        (
             Some(SmtpCommand::MailFrom),
             Category::UserUnknown
             | Category::InvalidDomain
@@ -575,10 +611,19 @@ fn adjust_for_context(
         v.explanation(),
         to.describe()
     ));
+    if !v.qualified {
+        // nothing in the text explained it; the command answered does
+        v.qualified = true;
+        v.rule = SESSION_REFUSED.into();
+    }
     (v.bounce_type, v.reason) = to.default_verdict();
     v.category = to;
     v
 }
+
+/// The built-in decision for an otherwise unexplained refusal at the
+/// greeting or HELO/EHLO (see [`adjust_for_context`]).
+const SESSION_REFUSED: &str = "builtin:session-refused";
 
 /// RFC 3464 §2.3.3 `Action: failed` with a transient (4.X.X) status: the
 /// reporting MTA gave up on a temporary condition, the "abandonment" of
@@ -857,6 +902,43 @@ mod tests {
         }
         let v = rules.qualify(&report("554 Transaction failed"));
         assert_eq!((v.category, v.qualified), (Category::Undefined, false));
+    }
+
+    /// A server that refuses the session before any recipient was named
+    /// refuses the sending host, whatever its words.
+    #[test]
+    fn a_refusal_at_the_greeting_or_helo_blocks_the_host_not_the_address() {
+        let rules = RuleSet::default_set();
+        for diag in [
+            // Postfix smtp_proto.c: a greeting other than 220
+            "host mx.example.org[192.0.2.1] refused to talk to me: 554 5.7.1 Access denied",
+            // Exim: the reply to EHLO
+            "SMTP error from remote mail server after EHLO mta.example.com: 550 Rejected",
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(
+                (v.bounce_type, v.category, v.qualified),
+                (BounceType::Soft, Category::Blocked, true),
+                "{diag}: {}",
+                v.explanation()
+            );
+            assert!(v.sender_side());
+            assert!(builtin_source(&v.rule).is_none_or(|s| s.contains("RFC 5321")));
+        }
+        // a cause a rule names about the session or the remote system stays
+        for (diag, want) in [
+            (
+                "SMTP error from remote mail server after EHLO mta.example.com: 550 5.7.25 Reverse DNS validation failed",
+                Category::MissingPtr,
+            ),
+            (
+                "host mx.example.org[192.0.2.1] refused to talk to me: 554 No SMTP service here",
+                Category::DomainNotAccepting,
+            ),
+        ] {
+            let v = rules.qualify(&report(diag));
+            assert_eq!(v.category, want, "{}", v.explanation());
+        }
     }
 
     #[test]

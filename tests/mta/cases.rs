@@ -158,7 +158,10 @@ pub const CASES: &[Case] = &[
     case("t041", Rcpt("553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"), C::RelayDenied, "qmail-smtpd.c (netqmail 1.06) reply for a domain not in rcpthosts"),
     case("t042", Rcpt("550 5.7.1 <rcpt@peer.test>... Relaying denied"), C::RelayDenied, SENDMAIL),
     case("t043", Rcpt("550 5.7.1 The user or domain that you are sending to (or from) has a policy that\nprohibited the mail that you sent. Please contact your domain\nadministrator for further details."), C::PolicyViolation, GMAIL),
-    case("t044", Rcpt("550 5.7.124 Delivery not authorized, message refused: sender not in allowed-senders list"), C::PolicyViolation, MS),
+    // the group accepts mail only from the senders on its list (Exchange's
+    // AcceptMessagesOnlyFrom delivery restriction): the refusal is about
+    // the sender, as RFC 3463 X.7.2 "mailing list expansion prohibited" is
+    case("t044", Rcpt("550 5.7.124 Delivery not authorized, message refused: sender not in allowed-senders list"), C::SenderRejected, MS),
     case("t045", Rcpt("554 5.7.9 Message not accepted for policy reasons. See https://postmaster.yahooinc.com/error-codes"), C::PolicyViolation, YAHOO),
     case("t046", Rcpt("550 5.7.30 REQUIRETLS support required"), C::SecurityError, "RFC 8689 section 5 and the IANA registry (X.7.30 REQUIRETLS support required)"),
     case("t047", Rcpt("530 5.7.0 Must issue a STARTTLS command first."), C::SecurityError, GMAIL),
