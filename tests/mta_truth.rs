@@ -36,8 +36,11 @@ use std::time::{Duration, Instant};
 /// How long an MTA gets to send every bounce; the queue lifetimes in
 /// `mta.sh` are 40 s, so the expiry bounces come within about a minute.
 const BOUNCE_DEADLINE: Duration = Duration::from_secs(150);
-/// Once every message has its bounces, how long to wait for split ones.
-const STRAGGLERS: Duration = Duration::from_secs(5);
+/// Once every message has a bounce, how long to wait at most for the
+/// recipients no bounce has named yet: OpenSMTPD splits a message's failures
+/// over several bounces, and Sendmail may report a local failure in one of
+/// its own at a later queue run.
+const STRAGGLERS: Duration = Duration::from_secs(20);
 /// How often the MTAs are asked for a queue run (`mta_kick`).
 const KICK_EVERY: Duration = Duration::from_secs(4);
 
@@ -305,6 +308,19 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     };
 
     let groups = cases::groups(&name);
+    // the recipients each (message, phase) should name, ASCII ones only: a
+    // UTF-8 address is written in more than one way (RFC 6533)
+    let mut named: BTreeMap<(usize, Phase), Vec<String>> = BTreeMap::new();
+    for (g, cases) in groups.iter().enumerate() {
+        for c in cases.iter().filter(|c| !c.utf8) {
+            for &phase in phases_of(&name, c) {
+                named
+                    .entry((g, phase))
+                    .or_default()
+                    .push(address(c).to_ascii_lowercase());
+            }
+        }
+    }
     let mut wanted: BTreeSet<(usize, Phase)> = BTreeSet::new();
     for (g, cases) in groups.iter().enumerate() {
         let rcpts: Vec<String> = cases.iter().map(|c| address(c)).collect();
@@ -323,8 +339,8 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     }
 
     // every bounce of each (message, phase): OpenSMTPD splits a message's
-    // failures over several bounces. When each has one, stragglers get a
-    // few more seconds.
+    // failures over several bounces. When each has one, the recipients none
+    // has named yet get a few more seconds.
     let mut bounces: BTreeMap<(usize, Phase), Vec<Vec<u8>>> = BTreeMap::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + BOUNCE_DEADLINE;
@@ -332,7 +348,22 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     let mut last_kick = Instant::now();
     loop {
         let now = Instant::now();
-        if now >= deadline || complete_at.is_some_and(|t| now >= t + STRAGGLERS) {
+        let all_named = || {
+            named.iter().all(|(key, addrs)| {
+                let lower: Vec<String> = bounces
+                    .get(key)
+                    .map(|list| {
+                        list.iter()
+                            .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                addrs
+                    .iter()
+                    .all(|a| lower.iter().any(|b| b.contains(a.as_str())))
+            })
+        };
+        if now >= deadline || complete_at.is_some_and(|t| now >= t + STRAGGLERS || all_named()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -408,14 +439,7 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
     let mut outcomes = Vec::new();
     for (g, cases) in groups.iter().enumerate() {
         for c in cases {
-            let phases: &[Phase] = if !c.act.temporary() {
-                &[Phase::Final]
-            } else if cases::reports_expiry(&name) {
-                &[Phase::Delay, Phase::Final]
-            } else {
-                &[Phase::Delay]
-            };
-            for &phase in phases {
+            for &phase in phases_of(&name, c) {
                 let addr = address(c);
                 // the bounce that lists the recipient, else the first one
                 let files = files_of.get(&(g, phase)).cloned().unwrap_or_default();
@@ -459,6 +483,19 @@ async fn run_mta(name: String, root: PathBuf) -> Result<Vec<Outcome>, String> {
         }
     }
     Ok(outcomes)
+}
+
+/// The bounces a case is reported in: a permanent failure in the final one;
+/// a temporary one in a delay warning, and in the final one too where the
+/// MTA reports the expiry of its queue lifetime.
+fn phases_of(mta: &str, c: &Case) -> &'static [Phase] {
+    if !c.act.temporary() {
+        &[Phase::Final]
+    } else if cases::reports_expiry(mta) {
+        &[Phase::Delay, Phase::Final]
+    } else {
+        &[Phase::Delay]
+    }
 }
 
 fn got_for(v: &Value, addr: &str) -> Got {
