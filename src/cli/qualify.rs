@@ -284,3 +284,24 @@ pub fn categories_table(markdown: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::in_parallel;
+
+    #[test]
+    fn work_shared_between_threads_comes_back_in_the_items_order() {
+        let items: Vec<u64> = (0..5_000).collect();
+        // uneven work, so the threads finish their items out of order
+        let slow = |&x: &u64| (0..(x % 97) * 50).fold(x, |a, b| a.wrapping_add(b));
+        let expected: Vec<u64> = items.iter().map(slow).collect();
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(
+                in_parallel(&items, threads, &slow),
+                expected,
+                "{threads} threads"
+            );
+        }
+        assert!(in_parallel(&[] as &[u64], 4, &slow).is_empty());
+    }
+}
