@@ -285,6 +285,12 @@ impl EnhancedStatus {
     pub fn is_success(&self) -> bool {
         self.class == 2
     }
+
+    /// X.0.0, "other undefined status" (RFC 3463 §3.1): it says no more
+    /// than its class.
+    pub fn is_generic(&self) -> bool {
+        self.subject == 0 && self.detail == 0
+    }
 }
 
 impl FromStr for EnhancedStatus {

@@ -193,10 +193,9 @@ fn recipient_block(block: &[Field<'_>], a: &mut Analysis) {
 /// so any code in the text is better than a generic Status, and a generic
 /// one in the text never replaces a specific Status.
 fn remote_code_first(status: Option<EnhancedStatus>, text: &str) -> Option<EnhancedStatus> {
-    let is_generic = |st: EnhancedStatus| st.subject == 0 && st.detail == 0;
-    let generic = status.is_none_or(is_generic);
+    let generic = status.is_none_or(|st| st.is_generic());
     if let Some(s) = smtp::reply_status(text)
-        .filter(|&s| generic || (!is_generic(s) && status.is_some_and(|st| st.class == s.class)))
+        .filter(|s| generic || (!s.is_generic() && status.is_some_and(|st| st.class == s.class)))
     {
         return Some(s);
     }

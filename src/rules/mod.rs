@@ -397,10 +397,7 @@ impl RuleSet {
         if let Some(v) = self.rule_verdict(r.diagnostic.as_deref(), domain, "the diagnostic") {
             return v;
         }
-        if let Some(st) = r
-            .status
-            .filter(|s| !(r.status_inferred || s.subject == 0 && s.detail == 0))
-        {
+        if let Some(st) = r.status.filter(|s| !(r.status_inferred || s.is_generic())) {
             if let Some((cat, source)) = codes::status_meaning(st) {
                 return Verdict::from_category(
                     cat,
